@@ -1,0 +1,43 @@
+"""The one ASGI app Weir serves: admin API, in-process sinks, and Broker ingress side by side.
+
+Routing is by path shape so the ingress hot path never goes through FastAPI:
+
+* ``/healthz``, ``/readyz``, ``/metrics`` and ``/apis/...`` → the FastAPI admin API;
+* ``/sinks/<namespace>/<name>`` → in-process sinks;
+* everything else → the raw ASGI Broker ingress (``POST /<namespace>/<broker>``).
+
+Ingress paths have exactly two segments, so they never collide with the other two prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.ingress import IngressApp
+from weir.sinks import SinkRegistry
+
+ASGIApp = Any
+
+_ADMIN_EXACT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class WeirApp:
+    """Dispatches each request to the admin API, a sink, or the ingress."""
+
+    def __init__(self, *, ingress: IngressApp, admin: ASGIApp, sinks: SinkRegistry) -> None:
+        self._ingress = ingress
+        self._admin = admin
+        self._sinks = sinks
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._admin(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/apis/") or path in _ADMIN_EXACT:
+            await self._admin(scope, receive, send)
+        elif path.startswith("/sinks/") and path.count("/") >= 3:
+            await self._sinks.asgi(scope, receive, send)
+        else:
+            await self._ingress(scope, receive, send)

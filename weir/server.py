@@ -1,0 +1,160 @@
+"""``weir run``: the composition root that wires store, ingress, dispatcher and control plane.
+
+Lifecycle
+---------
+1. Load the manifests; any problem is printed (file, document, field, reason) and Weir exits 2.
+2. Open the store, start the dispatcher, apply the manifests, start serving HTTP, print each
+   Broker's ingress URL.
+3. While running, edits to the manifest files are applied without a restart (``--no-watch`` turns
+   this off). An edit with problems is rejected as a whole and logged; the running state stays.
+4. On SIGTERM or SIGINT: stop accepting requests (in-flight requests finish, so every 202 given is
+   durable), let in-flight deliveries finish for up to ``--grace`` seconds (the rest stay pending in
+   the store and are delivered after the next start), close the store, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
+from broker.delivery.http_sender import HttpSender
+from broker.ingest import Ingest
+from broker.ingress import IngressApp
+from broker.store.factory import open_store
+from weir.admin import create_admin
+from weir.app import WeirApp
+from weir.controlplane import ControlPlane
+from weir.manifests import load_paths
+from weir.sinks import LocalSender, SinkRegistry
+from weir.watch import watch_manifests
+
+log = logging.getLogger("weir")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """Everything ``weir run`` needs; built from the command line by :mod:`weir.cli`."""
+
+    paths: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = ""
+    """Store URL: ``sqlite:///path.db`` (default: ``<data_dir>/weir.db``) or ``memory://``."""
+    data_dir: str = ".weir"
+    resolve: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """``--resolve NAMESPACE/NAME=URL``: where a ``v1`` Service reference points."""
+    max_event_bytes: int = 1 << 20
+    store_max_events: int | None = None
+    store_max_bytes: int | None = None
+    max_event_age: float | None = None
+    delivery_timeout: float | None = 30.0
+    grace: float = 10.0
+    """Seconds in-flight deliveries may take to finish at shutdown."""
+    watch: bool = True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: Weir orders the shutdown itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def advertised_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+async def run(config: RunConfig) -> int:
+    """Run Weir until SIGTERM/SIGINT; returns the process exit code."""
+    loaded = load_paths(config.paths)
+    if loaded.problems:
+        for problem in loaded.problems:
+            print(problem, file=sys.stderr)
+        print(f"weir: {len(loaded.problems)} problem(s) in the manifests; nothing started", file=sys.stderr)
+        return 2
+
+    base_url = f"http://{advertised_host(config.host)}:{config.port}"
+    store = open_store(
+        config.store,
+        data_dir=config.data_dir,
+        max_events=config.store_max_events,
+        max_bytes=config.store_max_bytes,
+    )
+    await store.open()
+    sinks = SinkRegistry(base_url)
+    sender = LocalSender(HttpSender(default_timeout=config.delivery_timeout), sinks)
+    ingest = Ingest(store)
+    dispatcher = Dispatcher(
+        store=store,
+        sender=sender,
+        ingest=ingest,
+        config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age),
+    )
+    control = ControlPlane(dispatcher=dispatcher, sinks=sinks, base_url=base_url, service_map=config.resolve)
+    applied = False
+    app = WeirApp(
+        ingress=IngressApp(ingest=ingest, directory=control, max_event_bytes=config.max_event_bytes),
+        admin=create_admin(control=control, store=store, ready=lambda: applied),
+        sinks=sinks,
+    )
+    server = _Server(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, lifespan="off", access_log=False, log_level="warning"
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    await dispatcher.start()
+    problems = await control.apply(loaded)
+    if problems:  # immutability cannot fail on the first apply; kept for safety
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        await dispatcher.stop(0)
+        await store.close()
+        return 2
+    applied = True
+
+    serving = asyncio.create_task(server.serve())
+    # uvicorn exposes no "started" event, only a flag.
+    while not server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    if serving.done():
+        # Binding failed (port in use, ...); uvicorn has logged why.
+        await dispatcher.stop(0)
+        await sender.close()
+        await store.close()
+        return 1
+    for broker in control.objects("Broker"):
+        meta = broker["metadata"]
+        print(f"Broker {meta['namespace']}/{meta['name']} ingress: {broker['status']['address']['url']}")
+    print(f"Weir is serving on {base_url} (store: {config.store or Path(config.data_dir) / 'weir.db'})")
+    sys.stdout.flush()
+
+    watcher = asyncio.create_task(watch_manifests(config.paths, control, stop)) if config.watch else None
+    await stop.wait()
+
+    log.info("shutting down: no new requests; in-flight deliveries get %.1fs", config.grace)
+    server.should_exit = True
+    await serving
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await dispatcher.stop(config.grace)
+    await sender.close()
+    await store.close()
+    log.info("stopped cleanly")
+    return 0

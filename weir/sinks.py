@@ -1,0 +1,175 @@
+"""In-process sinks: ``IntegrationSink`` with ``spec.log`` prints each event it receives.
+
+Each sink is addressable at ``<base>/sinks/<namespace>/<name>`` (so curl and other Brokers can post to it
+over HTTP), and :class:`LocalSender` short-cuts deliveries whose URL points at a sink of this process, so
+the dispatcher does not pay an HTTP round trip to itself and shutdown order cannot strand them.
+
+The printed form follows Knative's event display::
+
+    ☁️  cloudevents.Event
+    Context Attributes,
+      specversion: 1.0
+      type: dev.example.order
+      ...
+    Extensions,
+      knativearrivaltime: 2026-11-22T10:00:00.000000Z
+    Data,
+      {"id": 1}
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import orjson
+
+from broker.bindings import http as binding
+from broker.delivery.sender import Response, Sender
+from broker.errors import InvalidEvent
+from broker.event import Event, canonical
+
+log = logging.getLogger("weir.sinks")
+
+_CONTEXT_ORDER = ("specversion", "type", "source", "subject", "id", "time", "dataschema", "datacontenttype")
+
+
+def display(event: Event, *, show_headers: bool = True, show_body: bool = True) -> str:
+    """Render ``event`` the way Knative's event display does."""
+    lines = ["☁️  cloudevents.Event"]
+    if show_headers:
+        lines.append("Context Attributes,")
+        for name in _CONTEXT_ORDER:
+            value = event.get(name)
+            if value is not None:
+                lines.append(f"  {name}: {canonical(value)}")
+        extensions = sorted(k for k in event.attributes if k not in _CONTEXT_ORDER)
+        if extensions:
+            lines.append("Extensions,")
+            lines.extend(f"  {name}: {canonical(event.attributes[name])}" for name in extensions)
+    if show_body and event.data is not None:
+        lines.append("Data,")
+        lines.append("  " + _render_data(event).replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def _render_data(event: Event) -> str:
+    data = event.data or b""
+    content_type = (event.text("datacontenttype") or "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            return orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(data)} bytes of binary data>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSink:
+    """An ``IntegrationSink`` with ``spec.log``: prints every event to ``out`` (stdout by default)."""
+
+    namespace: str
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    out: Callable[[], TextIO] = lambda: sys.stdout
+
+    def receive(self, event: Event) -> None:
+        text = display(
+            event,
+            show_headers=bool(self.options.get("showHeaders", True)),
+            show_body=bool(self.options.get("showBody", True)),
+        )
+        stream = self.out()
+        stream.write(text + "\n")
+        stream.flush()
+
+
+class SinkRegistry:
+    """The in-process sinks of this Weir, by URL path ``/sinks/<namespace>/<name>``."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._sinks: dict[tuple[str, str], LogSink] = {}
+
+    def url_for(self, namespace: str, name: str) -> str | None:
+        return f"{self.base_url}/sinks/{namespace}/{name}" if (namespace, name) in self._sinks else None
+
+    def replace(self, sinks: Mapping[tuple[str, str], LogSink]) -> None:
+        self._sinks = dict(sinks)
+
+    def lookup_url(self, url: str) -> LogSink | None:
+        prefix = f"{self.base_url}/sinks/"
+        if not url.startswith(prefix):
+            return None
+        return self._lookup_path(url[len(prefix) :])
+
+    def _lookup_path(self, rest: str) -> LogSink | None:
+        parts = rest.strip("/").split("/")
+        if len(parts) != 2:
+            return None
+        return self._sinks.get((parts[0], parts[1]))
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI app for ``POST /sinks/<namespace>/<name>``: 202 on a valid event, 400/404/405 otherwise."""
+        sink = self._lookup_path(scope["path"][len("/sinks/") :])
+        if sink is None:
+            await _reply(send, 404, b"no such sink\n")
+            return
+        if scope["method"] != "POST":
+            await _reply(send, 405, b"method not allowed\n", [(b"allow", b"POST")])
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            events = binding.decode(headers, b"".join(chunks))
+        except InvalidEvent as exc:
+            await _reply(send, 400, f"{exc}\n".encode())
+            return
+        for event in events:
+            sink.receive(event)
+        await _reply(send, 202, b"")
+
+
+async def _reply(
+    send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    all_headers = [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class LocalSender:
+    """A :class:`~broker.delivery.sender.Sender` that hands events for in-process sinks over directly."""
+
+    def __init__(self, inner: Sender, sinks: SinkRegistry) -> None:
+        self._inner = inner
+        self._sinks = sinks
+
+    async def send(
+        self,
+        url: str,
+        event: Event,
+        *,
+        structured: bool = False,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        sink = self._sinks.lookup_url(url)
+        if sink is None:
+            return await self._inner.send(url, event, structured=structured, timeout=timeout, headers=headers)
+        sink.receive(event)
+        return Response(status=202, headers={}, body=b"")
+
+    async def close(self) -> None:
+        await self._inner.close()
