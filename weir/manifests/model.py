@@ -1,0 +1,150 @@
+"""The validated resources a manifest set declares, as immutable values.
+
+A resource exists only when its document passed every check, so consumers never re-validate:
+names are DNS-1123, durations are seconds (float), destinations have a ``ref`` or an absolute
+``uri``. ``spec`` keeps the document's ``spec`` exactly as written (for status views and for
+spotting a changed generation); the typed fields are what Weir acts on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
+DEFAULT_BROKER_CLASS = "MTChannelBasedBroker"
+"""The class Knative's webhook fills in when a Broker has no class annotation."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """Where a document came from: ``file`` as given, ``index`` its position in the file
+    (from 1, counting empty documents), ``line`` its first line (from 1) when known."""
+
+    file: str
+    index: int
+    line: int | None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or just ``file``), the prefix of every problem about the document."""
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KRef:
+    """A Knative ``KReference``. ``namespace`` is ``None`` when the referrer's namespace applies."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Destination:
+    """Knative ``duckv1.Destination``: a ``ref``, an absolute ``uri``, or a ``ref`` plus a ``uri``
+    relative to the ref's URL. At least one is set."""
+
+    ref: KRef | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryOptions:
+    """A ``spec.delivery`` block as written; ``None`` means the field was absent.
+
+    Durations are seconds. :func:`weir.manifests.resolve.delivery_spec` turns this into the
+    kernel's :class:`~broker.delivery.spec.DeliverySpec` (defaults filled, sink resolved).
+    """
+
+    retry: int | None = None
+    backoff_policy: str | None = None
+    """``"linear"`` or ``"exponential"``."""
+    backoff_delay: float | None = None
+    timeout: float | None = None
+    retry_after_max: float | None = None
+    backoff_max: float | None = None
+    format: str | None = None
+    """``"json"`` (structured mode) or ``"binary"``."""
+    dead_letter_sink: Destination | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resource:
+    """What every declared object has. ``generation`` starts at 1; the control plane raises it
+    when ``spec`` or ``annotations`` change between applies."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any]
+    origin: Origin
+    generation: int = 1
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(kind, namespace, name)``: unique within a manifest set."""
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def label(self) -> str:
+        """``Kind namespace/name``, how problems name the resource."""
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broker(Resource):
+    """``eventing.knative.dev/v1`` Broker. ``delivery`` is the default for its Triggers."""
+
+    delivery: DeliveryOptions | None = None
+
+    @property
+    def broker_class(self) -> str:
+        """The class annotation, defaulted as Knative does. Weir runs every class the same way."""
+        return self.annotations.get(BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trigger(Resource):
+    """``eventing.knative.dev/v1`` Trigger.
+
+    ``broker`` names a Broker in the Trigger's namespace (from ``spec.broker`` or
+    ``spec.brokerRef``). ``filter_`` and ``filters`` are the raw ``spec.filter`` and
+    ``spec.filters`` values (``None`` when absent), already accepted by
+    :func:`triggers.filters.check_filters`. ``ordered`` comes from the annotation
+    ``kafka.eventing.knative.dev/delivery.order`` (default unordered); ``max_in_flight`` from
+    ``weir.dev/max-in-flight`` (``None``: the dispatcher's default).
+    """
+
+    broker: str
+    subscriber: Destination
+    delivery: DeliveryOptions | None = None
+    filter_: Any = None
+    filters: Any = None
+    ordered: bool = False
+    max_in_flight: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntegrationSink(Resource):
+    """``sinks.knative.dev/v1alpha1`` IntegrationSink with ``spec.log``: the Camel log options as
+    written (``loggerName``, ``level``, ``showHeaders``, ``showBody``, ...)."""
+
+    log: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    """Every valid resource, and every problem as one line (``file:line: document: path: reason``).
+
+    A set with problems must not be applied: ``resources`` then holds only the documents that
+    passed, so applying it would silently drop the others.
+    """
+
+    resources: list[Resource]
+    problems: list[str]
