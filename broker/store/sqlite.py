@@ -1,0 +1,260 @@
+"""``sqlite://``: the default, durable :class:`~broker.store.base.EventStore`, one SQLite file.
+
+Durability (fsync policy)
+-------------------------
+The database runs in WAL mode and :meth:`SqliteStore.append` returns only after the transaction
+holding its events committed.
+
+* ``synchronous="full"`` (default): SQLite fsyncs the WAL at every commit, so an acknowledged
+  event (ingress 202) is on disk and survives a process crash and a power loss.
+* ``synchronous="normal"``: a commit reaches the OS but the WAL is fsynced only at checkpoints.
+  An acknowledged event survives a process crash, not a power loss or OS crash (which may lose
+  the last commits; the database is never corrupted).
+
+Concurrent writes (appends, routes, finishes...) are group-committed on one writer thread
+(:mod:`broker.store.sqlite_writer`): one transaction and one fsync per group. Reads run on a
+second thread with its own connection, which WAL lets proceed during a commit. The event loop
+never waits on a sqlite call.
+
+Semantics match :mod:`broker.store.memory` (seq +1 per event, route rules, size measure,
+limits). Each log's last seq is kept in the ``logs`` table, so seqs keep growing across restarts
+even when every event was pruned. Pruning happens inside the route/finish transaction (deleting
+a few rows by key is cheap next to the commit), so running totals loaded at open stay exact and
+a limit check costs no query. One process owns the file: :meth:`SqliteStore.wait` is woken in
+process, and :meth:`SqliteStore.close` (which commits every queued write first) wakes it at once.
+``sqlite3`` errors surface as :class:`~broker.errors.StoreUnavailable` (disk full:
+:class:`~broker.errors.StoreFull`), both retriable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from broker.errors import StoreFull, StoreUnavailable
+from broker.event import Event
+from broker.store import sqlite_schema as sql
+from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
+from broker.store.memory import FULL_RETRY_AFTER, check_route, encode_attributes
+from broker.store.signal import LogSignal
+from broker.store.sqlite_schema import LogState, Row
+from broker.store.sqlite_writer import Effect, GroupWriter, no_effect, store_error
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """Durable event store in one SQLite file; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str],
+        max_events: int | None = None,
+        max_bytes: int | None = None,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        self._path = Path(path)
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._connect = partial(sql.connect, self._path, synchronous.upper())
+        self._writer: GroupWriter | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._signal = LogSignal()
+        self._logs: dict[str, LogState] = {}
+        self._events = self._bytes = self._reserved_events = self._reserved_bytes = 0
+        self._pending = self._dead = 0
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed since :meth:`open` (group commit makes this < writes)."""
+        return 0 if self._writer is None else self._writer.commits
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        writer = GroupWriter(self._connect)
+        try:
+            snap = await writer.call(sql.setup)
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer, self._reader = writer, ThreadPoolExecutor(1, thread_name_prefix="weir-sqlite-reader")
+        self._logs, self._events, self._bytes = snap.logs, snap.events, snap.bytes
+        self._pending, self._dead = snap.pending, snap.dead_letters
+
+    async def close(self) -> None:
+        writer, reader = self._writer, self._reader
+        if writer is None or reader is None:
+            return
+        self._writer = self._reader = None
+        self._signal.notify_all()
+        await writer.close()
+        if self._rconn is not None:
+            await asyncio.get_running_loop().run_in_executor(reader, self._rconn.close)
+            self._rconn = None
+        reader.shutdown(wait=False)
+
+    async def append(self, log: str, events: Sequence[Event]) -> None:
+        writer = self._open_writer()
+        if not events:
+            return
+        rows: list[Row] = []
+        for event in events:
+            attrs = encode_attributes(event)
+            rows.append((attrs, event.data, len(attrs) + (len(event.data) if event.data is not None else 0)))
+        count, size = len(rows), sum(row[2] for row in rows)
+        self._reserve(count, size)
+
+        def job(conn: sqlite3.Connection) -> Effect:
+            last = sql.insert_events(conn, log, rows)
+
+            def effect() -> None:
+                self._reserve(-count, -size)
+                self._events += count
+                self._bytes += size
+                self._log(log).last_seq = last
+                self._signal.notify(log)
+
+            return effect
+
+        await writer.write(job, release=lambda: self._reserve(-count, -size))
+
+    async def wait(self, log: str, after: int, timeout: float) -> None:
+        state = self._log(log)
+        await self._signal.wait(log, lambda: self._writer is None or state.last_seq > after, timeout)
+
+    async def read(self, log: str, after: int, limit: int) -> Sequence[LogEntry]:
+        self._open_writer()
+        state = self._logs.get(log)
+        if state is None or after >= state.last_seq or limit <= 0:
+            return []
+        return await self._read(lambda conn: sql.select_entries(conn, log, after, limit))
+
+    async def cursor(self, log: str) -> int:
+        state = self._logs.get(log)
+        return 0 if state is None else state.cursor
+
+    async def route(self, log: str, upto: int, deliveries: Sequence[tuple[int, str]]) -> None:
+        writer = self._open_writer()
+        state = self._logs.get(log, LogState())
+        check_route(log, state.last_seq, upto, deliveries)
+        if upto <= state.cursor:
+            return
+
+        def job(conn: sqlite3.Connection) -> Effect:
+            routed = sql.record_route(conn, log, upto, deliveries)
+            if routed is None:
+                return no_effect
+            added, freed = routed
+
+            def effect() -> None:
+                self._pending += added
+                self._log(log).cursor = upto
+                self._freed(freed)
+
+            return effect
+
+        await writer.write(job)
+
+    async def pending(self, subscription: str, after: int, limit: int) -> Sequence[Delivery]:
+        if limit <= 0:
+            return []
+        return await self._read(lambda conn: sql.select_pending(conn, subscription, after, limit))
+
+    async def finish(self, subscription: str, seqs: Sequence[int]) -> None:
+        writer = self._open_writer()
+        if seqs:
+            wanted = list(seqs)
+            await writer.write(lambda conn: self._unpended(*sql.unpend(conn, subscription, wanted)))
+
+    async def dead_letter(self, record: DeadLetter) -> None:
+        writer = self._open_writer()
+        attrs = encode_attributes(record.event)
+
+        def job(conn: sqlite3.Connection) -> Effect:
+            sql.insert_dead_letter(conn, record, attrs)
+            finished = self._unpended(*sql.unpend(conn, record.subscription, [record.seq]))
+
+            def effect() -> None:
+                self._dead += 1
+                finished()
+
+            return effect
+
+        await writer.write(job)
+
+    async def dead_letters(self, log: str) -> Sequence[DeadLetter]:
+        return await self._read(lambda conn: sql.select_dead_letters(conn, log))
+
+    async def forget(self, subscription: str) -> None:
+        writer = self._open_writer()
+        await writer.write(lambda conn: self._unpended(*sql.unpend(conn, subscription, None)))
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(events=self._events, bytes=self._bytes, pending=self._pending,
+                          dead_letters=self._dead)
+
+    def _unpended(self, removed: int, freed: list[int]) -> Effect:
+        def effect() -> None:
+            self._pending -= removed
+            self._freed(freed)
+
+        return effect
+
+    def _freed(self, sizes: list[int]) -> None:
+        self._events -= len(sizes)
+        self._bytes -= sum(sizes)
+
+    def _reserve(self, count: int, size: int) -> None:
+        """Count an append in flight against the limits (negative values give it back)."""
+        if count > 0:
+            events, stored = self._events + self._reserved_events, self._bytes + self._reserved_bytes
+            if self._max_events is not None and events + count > self._max_events:
+                raise StoreFull(f"store holds {events} of at most {self._max_events} events",
+                                retry_after=FULL_RETRY_AFTER)
+            if self._max_bytes is not None and stored + size > self._max_bytes:
+                raise StoreFull(f"store holds {stored} of at most {self._max_bytes} bytes",
+                                retry_after=FULL_RETRY_AFTER)
+        self._reserved_events += count
+        self._reserved_bytes += size
+
+    def _log(self, log: str) -> LogState:
+        state = self._logs.get(log)
+        if state is None:
+            state = self._logs[log] = LogState()
+        return state
+
+    def _open_writer(self) -> GroupWriter:
+        if self._writer is None:
+            raise StoreUnavailable(f"the store at {self._path} is not open")
+        return self._writer
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        reader = self._reader
+        if reader is None:
+            raise StoreUnavailable(f"the store at {self._path} is not open")
+
+        def run() -> T:
+            if self._rconn is None:
+                self._rconn = self._connect()
+            return query(self._rconn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(reader, run)
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc

@@ -1,0 +1,136 @@
+"""The SQLite store's single writer thread, with group commit.
+
+Every write is a *job*: a function run on the writer thread inside a transaction, returning an
+*effect* that is applied on the event loop once that transaction committed (running totals,
+cursors, wake-ups). Jobs submitted while a commit is in progress are queued and all run in the
+next single transaction, so N concurrent writers cost one commit (one fsync) rather than N.
+Each caller resumes only after the transaction holding its job committed.
+
+A failed transaction fails every job in it and keeps none of their writes. ``sqlite3`` errors
+are mapped here, at the boundary: ``SQLITE_FULL`` (disk full) to
+:class:`~broker.errors.StoreFull`, anything else to :class:`~broker.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from broker.errors import StoreError, StoreFull, StoreUnavailable
+
+T = TypeVar("T")
+Effect = Callable[[], None]
+Job = Callable[[sqlite3.Connection], Effect]
+
+RETRY_AFTER = 1.0
+
+
+def store_error(exc: sqlite3.Error) -> StoreError:
+    """The Weir error for a ``sqlite3`` failure."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return StoreFull(f"sqlite: {exc}", retry_after=RETRY_AFTER)
+    return StoreUnavailable(f"sqlite: {exc}", retry_after=RETRY_AFTER)
+
+
+def no_effect() -> None:
+    """The effect of a job that changed nothing the loop keeps track of."""
+
+
+@dataclass(slots=True)
+class _Queued:
+    job: Job
+    release: Effect | None
+    """Run on the loop when the job failed (e.g. give back a capacity reservation)."""
+    future: asyncio.Future[None]
+
+
+class GroupWriter:
+    """Owns the write connection and the one thread that uses it."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="weir-sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._queue: list[_Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._commits = 0
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (one per group of concurrent writes)."""
+        return self._commits
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer thread outside any group, e.g. to set up the schema."""
+        def run() -> T:
+            if self._conn is None:
+                self._conn = self._connect()
+            return fn(self._conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
+
+    async def write(self, job: Job, release: Effect | None = None) -> None:
+        """Run ``job`` in the next group transaction; return once it committed and its effect ran."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(job, release, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        # A cancelled caller cancels only its wait: the job stays queued and its effect still runs.
+        await future
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connection and stop the thread."""
+        if self._flusher is not None:
+            await self._flusher
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=False)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                try:
+                    effects = await loop.run_in_executor(self._thread, self._commit, [q.job for q in group])
+                except BaseException as exc:
+                    for queued in group:
+                        if queued.release is not None:
+                            queued.release()
+                        if not queued.future.done():
+                            # One error object per caller: each raise extends its traceback.
+                            mapped = store_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                            queued.future.set_exception(mapped)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for queued, effect in zip(group, effects, strict=True):
+                    effect()
+                    if not queued.future.done():
+                        queued.future.set_result(None)
+        finally:
+            self._flusher = None
+
+    def _commit(self, jobs: list[Job]) -> list[Effect]:
+        """Writer thread: run ``jobs`` in one transaction; all commit or none."""
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            effects = [job(conn) for job in jobs]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        self._commits += 1
+        return effects
