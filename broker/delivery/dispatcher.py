@@ -1,0 +1,179 @@
+"""The dispatcher: one router per Broker and one worker per subscription (Trigger).
+
+It runs the desired state given to :meth:`Dispatcher.apply` against an
+:class:`~broker.store.base.EventStore`, delivering through a
+:class:`~broker.delivery.sender.Sender` and accepting replies through
+:class:`~broker.ingest.Ingest`. Subscriptions are independent: each has its own worker,
+in-flight limit and retry schedule, so a slow or failing subscriber never delays another.
+
+The dispatcher owns its routers and workers only; the store, sender and ingest are the
+caller's to open and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.delivery.courier import Courier
+from broker.delivery.deadletter import DeadLetterHandler
+from broker.delivery.metrics import SubscriptionStats
+from broker.delivery.router import Router
+from broker.delivery.sender import Sender
+from broker.delivery.worker import Worker
+from broker.ingest import Ingest
+from broker.routing import BrokerPlan, SubscriptionPlan
+from broker.store.base import EventStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatcherConfig:
+    """Dispatcher-wide settings."""
+
+    batch: int = 256
+    """Log entries routed, and pending deliveries fetched, per store call."""
+    default_timeout: float | None = 30.0
+    """Seconds bounding one attempt when ``DeliverySpec.timeout`` is ``None`` (``None``: no bound)."""
+    max_event_age: float | None = None
+    """Seconds after acceptance (``knativearrivaltime``) a pending delivery is no longer attempted
+    but recorded as a dead letter with reason ``"expired"``; ``None`` keeps trying forever."""
+
+
+@dataclass(slots=True)
+class _Broker:
+    router: Router
+    workers: dict[str, Worker] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Routes and delivers the events of every Broker in the applied plan."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        sender: Sender,
+        ingest: Ingest,
+        config: DispatcherConfig = DispatcherConfig(),
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._ingest = ingest
+        self._config = config
+        self._dead_letters = DeadLetterHandler(
+            store=store, sender=sender, default_timeout=config.default_timeout
+        )
+        self._brokers: dict[str, _Broker] = {}
+        self._workers: dict[str, Worker] = {}
+        self._desired: dict[str, BrokerPlan] = {}
+        self._running = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start routing and delivering the plan applied so far (pending deliveries resume)."""
+        async with self._lock:
+            self._running = True
+            await self._reconcile()
+
+    async def apply(self, brokers: Mapping[str, BrokerPlan]) -> None:
+        """Make ``brokers`` (keyed by log) the desired state.
+
+        New Brokers and subscriptions start. A changed subscription plan is swapped in place
+        without losing pending deliveries; in-flight ones use it from their next attempt. A
+        removed subscription's worker stops (in-flight attempts are cancelled) and its pending
+        deliveries are dropped with :meth:`EventStore.forget`. A removed Broker's router and
+        workers stop; its log and pending deliveries stay in the store.
+
+        A new subscription sees only events routed after it was applied (Knative: a new
+        Trigger receives events accepted after it became ready).
+        """
+        async with self._lock:
+            self._desired = dict(brokers)
+            if self._running:
+                await self._reconcile()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop routing, give in-flight deliveries ``grace`` seconds, cancel the rest.
+
+        Unfinished deliveries stay pending in the store and are delivered after a restart.
+        """
+        async with self._lock:
+            self._running = False
+            brokers, self._brokers = self._brokers, {}
+            self._workers = {}
+            await asyncio.gather(*(b.router.stop() for b in brokers.values()))
+            await asyncio.gather(*(w.stop(grace) for b in brokers.values() for w in b.workers.values()))
+
+    def stats(self) -> dict[str, Any]:
+        """Per subscription name: ``in_flight``, ``delivered``, ``retries``, ``dead_lettered``,
+        ``replies`` and ``replies_dropped`` since its worker started."""
+        return {name: worker.stats.as_dict() for name, worker in sorted(self._workers.items())}
+
+    async def _reconcile(self) -> None:
+        # All removals first, so a subscription that moved to another Broker is dropped (and
+        # forgotten) before its new worker starts.
+        for log_name in [n for n in self._brokers if n not in self._desired]:
+            broker = self._brokers.pop(log_name)
+            await broker.router.stop()
+            await asyncio.gather(*(self._drop(w, forget=False) for w in broker.workers.values()))
+            log.info("stopped broker %s", log_name)
+        for log_name, broker in self._brokers.items():
+            wanted = self._desired[log_name].subscriptions
+            removed = [broker.workers.pop(n) for n in list(broker.workers) if n not in wanted]
+            await asyncio.gather(*(self._drop(w, forget=True) for w in removed))
+        for log_name, plan in self._desired.items():
+            existing = self._brokers.get(log_name)
+            if existing is None:
+                broker = self._brokers[log_name] = _Broker(router=self._router(plan))
+                broker.router.start()
+                log.info("started broker %s", log_name)
+            else:
+                broker = existing
+                broker.router.update(plan)
+            for name, sub in plan.subscriptions.items():
+                worker = broker.workers.get(name)
+                if worker is None:
+                    worker = broker.workers[name] = self._workers[name] = self._worker(sub)
+                    worker.start()
+                    log.info("started subscription %s -> %s", name, sub.subscriber)
+                elif worker.plan != sub:
+                    worker.update(sub)
+
+    async def _drop(self, worker: Worker, *, forget: bool) -> None:
+        name = worker.plan.name
+        if self._workers.get(name) is worker:
+            del self._workers[name]
+        await worker.stop(0.0)
+        if forget:
+            await self._store.forget(name)
+            log.info("removed subscription %s", name)
+
+    def _router(self, plan: BrokerPlan) -> Router:
+        return Router(plan=plan, store=self._store, batch=self._config.batch, notify=self._notify)
+
+    def _worker(self, plan: SubscriptionPlan) -> Worker:
+        stats = SubscriptionStats(plan.name)
+
+        def courier(current: Callable[[], SubscriptionPlan]) -> Courier:
+            return Courier(
+                plan=current,
+                sender=self._sender,
+                ingest=self._ingest,
+                dead_letters=self._dead_letters,
+                stats=stats,
+                default_timeout=self._config.default_timeout,
+                max_event_age=self._config.max_event_age,
+            )
+
+        return Worker(plan=plan, store=self._store, batch=self._config.batch, stats=stats, courier=courier)
+
+    def _notify(self, names: Iterable[str]) -> None:
+        for name in names:
+            worker = self._workers.get(name)
+            if worker is not None:
+                worker.notify()

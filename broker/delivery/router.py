@@ -1,0 +1,106 @@
+"""One Broker's router: turns newly accepted events into pending deliveries.
+
+Loop: :meth:`EventStore.wait` for entries after the cursor, :meth:`EventStore.read` a batch,
+ask the :class:`~broker.routing.Matcher` which subscriptions want each event, record them with
+one atomic :meth:`EventStore.route` (which also moves the cursor), then wake the workers of the
+subscriptions that got deliveries. Each Trigger is evaluated exactly once per event (reference
+§2.C); names the matcher returns that are not in the Broker's plan are ignored, and an event no
+subscription wants only moves the cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from broker.errors import StoreError
+from broker.routing import BrokerPlan
+from broker.store.base import EventStore
+
+log = logging.getLogger(__name__)
+
+WAIT_TIMEOUT = 1.0
+"""Seconds one :meth:`EventStore.wait` may block; bounds how long a plan change waits to apply."""
+ERROR_PAUSE = 1.0
+"""Seconds to pause after a store error before reading again."""
+IDLE_PAUSE = 0.05
+"""Pause when ``wait`` returned early with nothing to read (e.g. a closed store), against spinning."""
+
+
+class Router:
+    """Routes one log; the plan (matcher and subscriptions) can be swapped while it runs."""
+
+    def __init__(
+        self,
+        *,
+        plan: BrokerPlan,
+        store: EventStore,
+        batch: int,
+        notify: Callable[[Iterable[str]], None],
+    ) -> None:
+        self._plan = plan
+        self._store = store
+        self._batch = batch
+        self._notify = notify
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self, plan: BrokerPlan) -> None:
+        """Use ``plan`` from the next batch on."""
+        self._plan = plan
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"weir-router-{self._plan.log}")
+
+    async def stop(self) -> None:
+        """Stop routing. A batch being routed is either recorded whole or not at all."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        log_name = self._plan.log
+        loop = asyncio.get_running_loop()
+        cursor: int | None = None
+        while True:
+            try:
+                if cursor is None:
+                    cursor = await self._store.cursor(log_name)
+                started = loop.time()
+                await self._store.wait(log_name, cursor, WAIT_TIMEOUT)
+                routed = await self._route_batch(cursor)
+            except StoreError as exc:
+                log.warning("router of %s: store error: %s", log_name, exc)
+                cursor = None  # re-read: the route may or may not have been recorded
+                await asyncio.sleep(min(exc.retry_after, ERROR_PAUSE))
+                continue
+            except Exception:
+                log.exception("router of %s failed; retrying", log_name)
+                cursor = None
+                await asyncio.sleep(ERROR_PAUSE)
+                continue
+            if routed is None:
+                if loop.time() - started < WAIT_TIMEOUT / 2:
+                    await asyncio.sleep(IDLE_PAUSE)
+                continue
+            cursor = routed
+
+    async def _route_batch(self, cursor: int) -> int | None:
+        """Route the entries after ``cursor``; the new cursor, or ``None`` when there were none."""
+        entries = await self._store.read(self._plan.log, cursor, self._batch)
+        if not entries:
+            return None
+        plan = self._plan
+        wanted = plan.subscriptions
+        deliveries: list[tuple[int, str]] = []
+        for entry in entries:
+            # dict.fromkeys: one delivery per subscription even if the matcher repeats a name.
+            for name in dict.fromkeys(plan.matcher.match(entry.event)):
+                if name in wanted:
+                    deliveries.append((entry.seq, name))
+        upto = entries[-1].seq
+        await self._store.route(plan.log, upto, deliveries)
+        if deliveries:
+            self._notify({name for _, name in deliveries})
+        return upto
