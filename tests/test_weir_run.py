@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.sinks import Recorded, RecordingSink, Reply
-from tests.weirproc import WEIR, WeirProcess, free_port, poll
+from tests.weirproc import WEIR, WeirProcess, cli, free_port, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(180)
@@ -31,7 +31,9 @@ def trigger(name: str, uri: str, *, event_type: str | None = None, delivery: str
     return text
 
 
-async def post(url: str, event_type: str = "dev.weir.test", event_id: str | None = None, data: bytes = b"{}") -> int:
+async def post(
+    url: str, event_type: str = "dev.weir.test", event_id: str | None = None, data: bytes = b"{}"
+) -> int:
     headers = {
         "ce-specversion": "1.0",
         "ce-id": event_id or uuid.uuid4().hex,
@@ -54,10 +56,12 @@ async def weirs() -> AsyncIterator[list[WeirProcess]]:
     started: list[WeirProcess] = []
     yield started
     for proc in started:
-        proc.ensure_stopped()
+        await proc.ensure_stopped()
 
 
-async def start(weirs: list[WeirProcess], paths: list[Path], workdir: Path, *extra: str, port: int | None = None) -> WeirProcess:
+async def start(
+    weirs: list[WeirProcess], paths: list[Path], workdir: Path, *extra: str, port: int | None = None
+) -> WeirProcess:
     proc = WeirProcess(paths, workdir, *extra, port=port)
     weirs.append(proc)
     return await proc.start()
@@ -82,15 +86,17 @@ async def test_examples_print_a_posted_event(tmp_path: Path, weirs: list[WeirPro
     assert '"hello": "weir"' in out
     assert "knativearrivaltime:" in out
 
-    table = subprocess.run([WEIR, "get", "brokers", "--server", weir.url], capture_output=True, text=True)
-    assert table.returncode == 0, table.stderr
-    assert "default" in table.stdout and f"{weir.url}/default/default" in table.stdout and "True" in table.stdout
+    code, table, err = await cli("get", "brokers", "--server", weir.url)
+    assert code == 0, err
+    assert "default" in table and f"{weir.url}/default/default" in table and "True" in table
     assert await weir.terminate() == 0
 
 
 async def test_status_of_trigger_without_broker(tmp_path: Path, weirs: list[WeirProcess]) -> None:
     (tmp_path / "m.yaml").write_text(
-        BROKER + "---\n" + trigger("orphan", "http://127.0.0.1:9/", delivery="retry: 0").replace(
+        BROKER
+        + "---\n"
+        + trigger("orphan", "http://127.0.0.1:9/", delivery="retry: 0").replace(
             "broker: default", "broker: missing"
         )
     )
@@ -104,11 +110,13 @@ async def test_status_of_trigger_without_broker(tmp_path: Path, weirs: list[Weir
     assert code == 200 and body["status"]["address"]["url"] == f"{weir.url}/default/default"  # type: ignore[index]
     code, body = await get_json(f"{base}/brokers/nope")
     assert code == 404 and body["reason"] == "NotFound"
-    table = subprocess.run([WEIR, "get", "triggers", "--server", weir.url], capture_output=True, text=True)
-    assert "orphan" in table.stdout and "BrokerDoesNotExist" in table.stdout
+    code, table, _ = await cli("get", "triggers", "--server", weir.url)
+    assert code == 0 and "orphan" in table and "BrokerDoesNotExist" in table
 
 
-async def test_hot_reload_applies_edits_and_rejects_bad_ones(tmp_path: Path, weirs: list[WeirProcess]) -> None:
+async def test_hot_reload_applies_edits_and_rejects_bad_ones(
+    tmp_path: Path, weirs: list[WeirProcess]
+) -> None:
     folder = tmp_path / "manifests"
     folder.mkdir()
     async with RecordingSink() as sink:
@@ -135,7 +143,9 @@ async def test_hot_reload_applies_edits_and_rejects_bad_ones(tmp_path: Path, wei
         await sink.wait_for(1, path="/t2")
 
         # A bad edit is rejected with file, resource, field and reason; the running state stays.
-        (folder / "t2.yaml").write_text(trigger("t2", sink.url_for("/t2")).replace("spec:\n", "spec:\n  bogus: 1\n"))
+        (folder / "t2.yaml").write_text(
+            trigger("t2", sink.url_for("/t2")).replace("spec:\n", "spec:\n  bogus: 1\n")
+        )
         await poll(lambda: "manifest change rejected" in weir.stderr(), what="the rejection to be logged")
         assert "t2.yaml" in weir.stderr() and "spec.bogus" in weir.stderr()
         assert await post(ingress, "c", "c-2") == 202
@@ -171,7 +181,7 @@ async def test_crash_loses_no_accepted_event(tmp_path: Path, weirs: list[WeirPro
     sent = [f"crash-{i}" for i in range(40)]
     for event_id in sent:
         assert await post(f"{weir.url}/default/default", event_id=event_id) == 202
-    weir.kill()
+    await weir.kill()
 
     async with RecordingSink(port=sink_port) as sink:
         await start(weirs, [tmp_path / "m.yaml"], tmp_path, "--no-watch", port=weir.port)
@@ -189,7 +199,9 @@ async def test_sigterm_finishes_cleanly_and_resumes(tmp_path: Path, weirs: list[
         assert await weir.terminate(timeout=20) == 0
         assert "stopped cleanly" in weir.stderr()
         await start(weirs, [tmp_path / "m.yaml"], tmp_path, "--no-watch", port=weir.port)
-        await poll(lambda: ids(sink.requests("/slow")) >= set(sent), timeout=60, what="the rest to be delivered")
+        await poll(
+            lambda: ids(sink.requests("/slow")) >= set(sent), timeout=60, what="the rest to be delivered"
+        )
 
 
 @pytest.mark.parametrize(
@@ -197,7 +209,10 @@ async def test_sigterm_finishes_cleanly_and_resumes(tmp_path: Path, weirs: list[
     [
         (BROKER.replace("name: default", "name: Bad_Name"), "metadata.name"),
         (trigger("t", "http://x/", delivery="backoffDelay: 5s"), "spec.delivery.backoffDelay"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "kind ConfigMap (apiVersion v1) is not supported yet"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+            "kind ConfigMap (apiVersion v1) is not supported yet",
+        ),
     ],
 )
 def test_validate_names_file_resource_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -209,11 +224,15 @@ def test_validate_names_file_resource_field(tmp_path: Path, text: str, expected:
 
 
 def test_validate_accepts_examples_and_run_refuses_bad_manifests(tmp_path: Path) -> None:
-    ok = subprocess.run([WEIR, "validate", "-f", str(ROOT / "deploy" / "examples")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [WEIR, "validate", "-f", str(ROOT / "deploy" / "examples")], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(trigger("t", "http://x/", delivery="retry: -1"))
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run
-    result = run([WEIR, "run", "-f", str(bad), "--port", str(free_port())], capture_output=True, text=True, timeout=30)
+    result = run(
+        [WEIR, "run", "-f", str(bad), "--port", str(free_port())], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert "spec.delivery.retry" in result.stderr

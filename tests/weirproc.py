@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def poll(check: object, *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> None:
+async def poll(
+    check: object, *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> None:
     """Await ``check()`` (sync or async, truthy when done) until it holds or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
@@ -53,7 +54,7 @@ class WeirProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stdout_path = workdir / f"weir-{self.port}.out"
         self.stderr_path = workdir / f"weir-{self.port}.err"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
 
     def command(self) -> list[str]:
         cmd = [WEIR, "run", "--port", str(self.port), "--data-dir", str(self.workdir / "data")]
@@ -64,13 +65,15 @@ class WeirProcess:
     async def start(self, *, timeout: float = 20.0) -> WeirProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, env=env)
-        await poll(self._healthy, timeout=timeout, what=f"weir on {self.url} to serve (stderr: {self.stderr_path})")
+            self.proc = await asyncio.create_subprocess_exec(*self.command(), stdout=out, stderr=err, env=env)
+        await poll(
+            self._healthy, timeout=timeout, what=f"weir on {self.url} to serve (stderr: {self.stderr_path})"
+        )
         return self
 
     async def _healthy(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
+        if self.proc.returncode is not None:
             raise AssertionError(f"weir exited with {self.proc.returncode}: {self.stderr()}")
         try:
             async with aiohttp.ClientSession() as session, session.get(self.url + "/healthz") as response:
@@ -89,16 +92,23 @@ class WeirProcess:
         proc = self.proc
         assert proc is not None
         proc.send_signal(signal.SIGTERM)
-        await poll(lambda: proc.poll() is not None, timeout=timeout, what="weir to exit after SIGTERM")
-        return int(proc.returncode)
+        return await asyncio.wait_for(proc.wait(), timeout)
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed on purpose."""
         assert self.proc is not None
         self.proc.kill()
-        self.proc.wait(timeout=10)
+        await asyncio.wait_for(self.proc.wait(), 10)
 
-    def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+    async def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            await self.kill()
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """Run ``weir ARGS...``; returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        WEIR, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(), err.decode()
