@@ -178,6 +178,14 @@ class StoreContract:
         assert time.monotonic() - started >= 0.15
         assert await store.read(LOG, 0, 10) == []
 
+    async def test_head_is_the_newest_seq(self, store: EventStore) -> None:
+        assert await store.head(LOG) == 0
+        await fill(store, 3)
+        newest = [e.seq for e in await store.read(LOG, 0, 10)][-1]
+        assert await store.head(LOG) == newest
+        await store.route(LOG, newest, [])
+        assert await store.head(LOG) == newest  # routing and pruning never move the head back
+
     async def test_route_records_pending_and_moves_cursor(self, store: EventStore) -> None:
         await fill(store, 3)
         s1, s2, s3 = [e.seq for e in await store.read(LOG, 0, 10)]

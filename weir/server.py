@@ -109,7 +109,16 @@ async def run(config: RunConfig) -> int:
     )
     server = _Server(
         uvicorn.Config(
-            app, host=config.host, port=config.port, lifespan="off", access_log=False, log_level="warning"
+            app,
+            host=config.host,
+            port=config.port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            # No X-Forwarded-* rewriting: Weir does not trust a proxy by default, and the
+            # middleware costs every ingress request.
+            proxy_headers=False,
+            server_header=False,
         )
     )
     stop = asyncio.Event()

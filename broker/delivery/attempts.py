@@ -124,7 +124,20 @@ async def deliver_with_retries(
     out, or on a non-retriable error, the last error is raised unchanged. Any other exception
     propagates at once. ``on_retry(error, wait)`` is called before each wait.
     """
-    count = 0
+    # Most deliveries succeed first time; building a tenacity retrier costs more than the
+    # attempt's own bookkeeping, so the retry machinery is entered only once a retry is due.
+    try:
+        return await attempt(1)
+    except DeliveryError as error:
+        if not error.retriable or spec.retry <= 0:
+            raise
+        first = error
+    pause = wait_before(spec, 1, first)
+    if on_retry is not None:
+        on_retry(first, pause)
+    await sleep(pause)
+
+    count = 1
 
     async def once() -> T:
         nonlocal count
@@ -132,8 +145,9 @@ async def deliver_with_retries(
         return await attempt(count)
 
     def wait(state: RetryCallState) -> float:
+        # tenacity's attempt n is overall attempt n + 1, so the wait after it is before retry n + 1.
         error = state.outcome.exception() if state.outcome is not None else None
-        return wait_before(spec, state.attempt_number, error)
+        return wait_before(spec, state.attempt_number + 1, error)
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -142,7 +156,7 @@ async def deliver_with_retries(
 
     retrying = AsyncRetrying(
         sleep=sleep,
-        stop=stop_after_attempt(spec.retry + 1),
+        stop=stop_after_attempt(spec.retry),
         wait=wait,
         retry=retry_if_exception(_should_retry),
         before_sleep=before_sleep,

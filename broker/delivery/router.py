@@ -88,10 +88,17 @@ class Router:
 
     async def _route_batch(self, cursor: int) -> int | None:
         """Route the entries after ``cursor``; the new cursor, or ``None`` when there were none."""
-        entries = await self._store.read(self._plan.log, cursor, self._batch)
+        plan = self._plan
+        if not plan.subscriptions:
+            # Nothing can match: move the cursor without reading the events back.
+            head = await self._store.head(plan.log)
+            if head <= cursor:
+                return None
+            await self._store.route(plan.log, head, [])
+            return head
+        entries = await self._store.read(plan.log, cursor, self._batch)
         if not entries:
             return None
-        plan = self._plan
         wanted = plan.subscriptions
         deliveries: list[tuple[int, str]] = []
         for entry in entries:

@@ -99,6 +99,9 @@ class EventStore(Protocol):
     async def read(self, log: str, after: int, limit: int) -> Sequence[LogEntry]:
         """Up to ``limit`` entries of ``log`` with ``seq > after``, ascending."""
 
+    async def head(self, log: str) -> int:
+        """The ``seq`` of the newest durable entry of ``log`` (0 when it has none)."""
+
     async def cursor(self, log: str) -> int:
         """The router's position in ``log``: the last routed ``seq`` (0 before any routing)."""
 

@@ -125,6 +125,10 @@ class MemoryStore:
                     break
         return out
 
+    async def head(self, log: str) -> int:
+        state = self._logs.get(log)
+        return 0 if state is None else state.last_seq
+
     async def cursor(self, log: str) -> int:
         state = self._logs.get(log)
         return 0 if state is None else state.cursor

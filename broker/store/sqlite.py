@@ -143,7 +143,15 @@ class SqliteStore:
         state = self._logs.get(log)
         if state is None or after >= state.last_seq or limit <= 0:
             return []
+        # Rows committed by a transaction whose effect has not yet run on the loop are not counted
+        # in last_seq; reading them would let the router route past the end it knows. Seqs are
+        # contiguous, so capping the count at last_seq is exact.
+        limit = min(limit, state.last_seq - after)
         return await self._read(lambda conn: sql.select_entries(conn, log, after, limit))
+
+    async def head(self, log: str) -> int:
+        state = self._logs.get(log)
+        return 0 if state is None else state.last_seq
 
     async def cursor(self, log: str) -> int:
         state = self._logs.get(log)
