@@ -7,6 +7,7 @@
     weir validate -f PATH [-f PATH ...]
     weir get brokers|triggers|sinks [-n NAMESPACE | -A] [-o table|json] [--server URL]
     weir deadletters BROKER [-n NAMESPACE] [-o table|json] [--server URL]
+    weir filter test -f TRIGGERS.yaml [--event EVENT.json]    (the event is read from stdin without --event)
 
 Exit codes: 0 success, 1 problems found or request failed, 2 bad usage or manifests that prevent a start.
 The environment variable ``WEIR_SERVER`` sets the default ``--server`` (``http://127.0.0.1:8080``).
@@ -20,12 +21,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from weir.manifests import load_paths
+from broker.bindings.json_format import from_dict
+from broker.errors import InvalidEvent
+from weir.filtertest import explain
+from weir.manifests import Trigger, load_paths
 from weir.server import RunConfig, run
 from weir.tables import deadletter_table, resource_table
 
@@ -76,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     dl_p.add_argument("-n", "--namespace", default="default")
     dl_p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     dl_p.add_argument("--server", default=server)
+
+    filter_p = sub.add_parser("filter", help="try Trigger filters on an event")
+    filter_sub = filter_p.add_subparsers(dest="filter_command", required=True)
+    test_p = filter_sub.add_parser("test", help="say whether an event passes each Trigger's filter, and why")
+    test_p.add_argument("-f", "--filename", dest="paths", action="append", required=True, metavar="PATH")
+    test_p.add_argument("--event", default="-", help="structured-mode CloudEvent JSON file, or - for stdin")
     return parser
 
 
@@ -120,6 +131,36 @@ def _cmd_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_filter(args: argparse.Namespace) -> int:
+    result = load_paths(args.paths)
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    if result.problems:
+        return 1
+    triggers = [r for r in result.resources if isinstance(r, Trigger)]
+    if not triggers:
+        print(f"weir: no Trigger in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    source = "stdin" if args.event == "-" else args.event
+    try:
+        raw = sys.stdin.buffer.read() if args.event == "-" else Path(args.event).read_bytes()
+        parsed = orjson.loads(raw)
+        items = parsed if isinstance(parsed, list) else [parsed]
+        events = [
+            from_dict(item, where=f"{source}[{i}]" if len(items) > 1 else source)
+            for i, item in enumerate(items)
+        ]
+    except (OSError, orjson.JSONDecodeError, InvalidEvent) as exc:
+        print(f"weir: cannot read the event from {source}: {exc}", file=sys.stderr)
+        return 1
+    for event in events:
+        if len(events) > 1:
+            print(f"Event {event.source} {event.id}:")
+        for trigger in triggers:
+            print(explain(trigger, event).render())
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     result = load_paths(args.paths)
     for problem in result.problems:
@@ -161,7 +202,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate, "get": _cmd_get, "deadletters": _cmd_deadletters}
+    handlers = {
+        "run": _cmd_run,
+        "validate": _cmd_validate,
+        "get": _cmd_get,
+        "deadletters": _cmd_deadletters,
+        "filter": _cmd_filter,
+    }
     return handlers[args.command](args)
 
 
