@@ -17,6 +17,8 @@ Annotations Weir reads:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,7 +140,7 @@ def read(data: Any, origin: Origin, problems: Problems) -> tuple[Resource | None
     labels = string_map(metadata.get("labels"), "metadata.labels", problems)
     if api_version is None or kind is None:
         return None, label
-    build = _KINDS.get((api_version, kind))
+    build = all_kinds().get((api_version, kind))
     if build is None:
         problems.add("", f"kind {kind} (apiVersion {api_version}) is not supported yet")
         return None, label
@@ -271,3 +273,31 @@ _KINDS: dict[tuple[str, str], _Kind] = {
     ),
     (SINKS_V1ALPHA1, "IntegrationSink"): _Kind(fields=("log", "aws"), build=_integration_sink),
 }
+
+
+Kind = _Kind
+Common = _Common
+"""Public names for modules that add kinds: see :data:`EXTRA_KIND_MODULES`."""
+
+EXTRA_KIND_MODULES = [
+    "weir.manifests.source_kinds",
+    "weir.manifests.source_kinds_http",
+    "weir.manifests.source_kinds_kafka",
+]
+"""Modules defining more kinds, each as ``KINDS: dict[(apiVersion, kind), Kind]``. They are
+imported on first use (they import this module), and one that does not exist is skipped."""
+
+
+@functools.cache
+def all_kinds() -> dict[tuple[str, str], _Kind]:
+    """Every supported kind: the ones above plus those of :data:`EXTRA_KIND_MODULES`."""
+    kinds = dict(_KINDS)
+    for name in EXTRA_KIND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        kinds.update(module.KINDS)
+    return kinds
