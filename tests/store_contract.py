@@ -264,6 +264,18 @@ class StoreContract:
         stats = await store.stats()
         assert (stats.dead_letters, stats.pending) == (2, 0)
 
+    async def test_dead_letter_without_a_delivery(self, store: EventStore) -> None:
+        # A source's event that never reached the Broker has no seq: it is kept with seq 0.
+        await fill(store, 1)
+        (s1,) = [e.seq for e in await store.read(LOG, 0, 10)]
+        await store.route(LOG, s1, [(s1, "ns/a")])
+        record = dead(0, reason="sink never accepted it", subscription="PingSource:ns/tick")
+        await store.dead_letter(record)
+        assert list(await store.dead_letters(LOG)) == [record]
+        assert [d.seq for d in await store.pending("ns/a", 0, 10)] == [s1]
+        stats = await store.stats()
+        assert (stats.dead_letters, stats.pending) == (1, 1)
+
     async def test_forget_drops_only_that_subscription(self, store: EventStore) -> None:
         await fill(store, 2)
         s1, s2 = [e.seq for e in await store.read(LOG, 0, 10)]

@@ -7,6 +7,8 @@ Paths follow the Kubernetes API shape so ``kubectl``-minded users can guess them
     GET /apis/eventing.knative.dev/v1/{brokers|triggers}                  (all namespaces)
     GET /apis/eventing.knative.dev/v1/namespaces/{ns}/brokers/{name}/deadletters
     GET /apis/sinks.knative.dev/v1alpha1/namespaces/{ns}/integrationsinks[/{name}]
+    GET /apis/sources.knative.dev/v1/namespaces/{ns}/{pingsources|containersources|...}[/{name}]
+    GET /apis/weir.dev/v1/sources[?namespace=ns]                         (every source, any kind)
     GET /healthz   200 once the server is serving
     GET /readyz    200 once the manifests are applied, else 503
     GET /metrics   Prometheus text format
@@ -31,6 +33,16 @@ from weir.controlplane import ControlPlane
 EVENTING = "/apis/eventing.knative.dev/v1"
 SINKS = "/apis/sinks.knative.dev/v1alpha1"
 _KINDS = {"brokers": "Broker", "triggers": "Trigger", "integrationsinks": "IntegrationSink"}
+SOURCE_KINDS = {
+    "pingsources": "PingSource",
+    "containersources": "ContainerSource",
+    "sinkbindings": "SinkBinding",
+    "kafkasources": "KafkaSource",
+    "githubsources": "GitHubSource",
+    "gitlabsources": "GitLabSource",
+    "webhooksources": "WebhookSource",
+}
+SOURCE_GROUPS = ("sources.knative.dev", "sources.weir.dev")
 
 
 def _not_found(plural: str, group: str, name: str) -> JSONResponse:
@@ -113,5 +125,22 @@ def create_admin(*, control: ControlPlane, store: EventStore, ready: Callable[[]
     async def get_sink(namespace: str, name: str) -> Any:
         obj = control.object(("IntegrationSink", namespace, name))
         return obj if obj is not None else _not_found("integrationsinks", "sinks.knative.dev", name)
+
+    @app.get("/apis/weir.dev/v1/sources")
+    async def all_sources(namespace: str | None = None) -> Any:
+        return _list("weir.dev/v1", "Source", control.source_objects(namespace))
+
+    @app.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}")
+    async def list_sources(group: str, version: str, namespace: str, plural: str) -> Any:
+        kind = SOURCE_KINDS.get(plural)
+        if group not in SOURCE_GROUPS or kind is None:
+            return _not_found(plural, group, "")
+        return _list(f"{group}/{version}", kind, control.objects(kind, namespace))
+
+    @app.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")
+    async def get_source(group: str, version: str, namespace: str, plural: str, name: str) -> Any:
+        kind = SOURCE_KINDS.get(plural)
+        obj = control.object((kind, namespace, name)) if kind and group in SOURCE_GROUPS else None
+        return obj if obj is not None else _not_found(plural, group, name)
 
     return app

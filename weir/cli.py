@@ -5,7 +5,7 @@
     weir run -f PATH [-f PATH ...] [--host H] [--port P] [--store URL] [--data-dir DIR]
              [--resolve NS/NAME=URL ...] [--grace SECONDS] [--no-watch]
     weir validate -f PATH [-f PATH ...]
-    weir get brokers|triggers|sinks [-n NAMESPACE | -A] [-o table|json] [--server URL]
+    weir get brokers|triggers|sinks|sources [-n NAMESPACE | -A] [-o table|json] [--server URL]
     weir deadletters BROKER [-n NAMESPACE] [-o table|json] [--server URL]
     weir filter test -f TRIGGERS.yaml [--event EVENT.json]    (the event is read from stdin without --event)
 
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     server = os.environ.get("WEIR_SERVER", "http://127.0.0.1:8080")
     get_p = sub.add_parser("get", help="list resources with their status")
-    get_p.add_argument("resource", choices=["brokers", "triggers", "sinks"])
+    get_p.add_argument("resource", choices=["brokers", "triggers", "sinks", "sources"])
     get_p.add_argument("-n", "--namespace", default="default")
     get_p.add_argument("-A", "--all-namespaces", action="store_true")
     get_p.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -109,6 +109,8 @@ def _get(server: str, path: str) -> Any:
 def _cmd_get(args: argparse.Namespace) -> int:
     if args.resource == "sinks":
         path = f"/apis/sinks.knative.dev/v1alpha1/namespaces/{args.namespace}/integrationsinks"
+    elif args.resource == "sources":
+        path = "/apis/weir.dev/v1/sources" + ("" if args.all_namespaces else f"?namespace={args.namespace}")
     elif args.all_namespaces:
         path = f"/apis/eventing.knative.dev/v1/{args.resource}"
     else:

@@ -29,6 +29,7 @@ from weir.manifests.resolve import (
     resolve,
 )
 from weir.sinks import LogSink, SinkRegistry
+from weir.sourceplane import SourcePlane
 
 log = logging.getLogger("weir.controlplane")
 
@@ -58,8 +59,10 @@ class ControlPlane:
         sinks: SinkRegistry,
         base_url: str,
         service_map: Mapping[tuple[str, str], str] | None = None,
+        sources: SourcePlane | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._sources = sources
         self._sinks = sinks
         self._base_url = base_url.rstrip("/")
         self._service_map = dict(service_map or {})
@@ -140,6 +143,8 @@ class ControlPlane:
                 for log_name, subs in plans.items()
             }
         )
+        if self._sources is not None:
+            await self._sources.apply(resources.values(), ctx)
         return []
 
     def _broker_status(self, broker: Broker, ctx: ResolveContext) -> dict[str, Any]:
@@ -243,13 +248,26 @@ class ControlPlane:
             metadata["annotations"] = dict(resource.annotations)
         if resource.labels:
             metadata["labels"] = dict(resource.labels)
+        status = self._status.get(key, {})
+        if self._sources is not None and SourcePlane.is_source(resource):
+            # Sources change state on their own (a process crashes, a tick fails): read it live.
+            status = {"observedGeneration": resource.generation, **self._sources.status(key)}
         return {
             "apiVersion": resource.api_version,
             "kind": resource.kind,
             "metadata": metadata,
             "spec": dict(resource.spec),
-            "status": self._status.get(key, {}),
+            "status": status,
         }
+
+    def source_objects(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every source (any kind), Knative-shaped, sorted by namespace/name/kind."""
+        keys = sorted(
+            (k for k, r in self._resources.items() if SourcePlane.is_source(r)),
+            key=lambda k: (k[1], k[2], k[0]),
+        )
+        found = [self.object(k) for k in keys if namespace is None or k[1] == namespace]
+        return [obj for obj in found if obj is not None]
 
 
 def _ready(ready: bool, failing: dict[str, str] | None) -> dict[str, str]:

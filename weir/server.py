@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Generator, Mapping
@@ -35,6 +36,7 @@ from weir.app import WeirApp
 from weir.controlplane import ControlPlane
 from weir.manifests import load_paths
 from weir.sinks import LocalSender, SinkRegistry
+from weir.sourceplane import SourcePlane
 from weir.watch import watch_manifests
 
 log = logging.getLogger("weir")
@@ -90,7 +92,6 @@ async def run(config: RunConfig) -> int:
         max_events=config.store_max_events,
         max_bytes=config.store_max_bytes,
     )
-    await store.open()
     sinks = SinkRegistry(base_url)
     sender = LocalSender(HttpSender(default_timeout=config.delivery_timeout), sinks)
     ingest = Ingest(store)
@@ -100,7 +101,16 @@ async def run(config: RunConfig) -> int:
         ingest=ingest,
         config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age),
     )
-    control = ControlPlane(dispatcher=dispatcher, sinks=sinks, base_url=base_url, service_map=config.resolve)
+    source_plane = SourcePlane(
+        sender=sender, store=store, state_dir=Path(config.data_dir) / "sources", environ=os.environ
+    )
+    control = ControlPlane(
+        dispatcher=dispatcher,
+        sinks=sinks,
+        base_url=base_url,
+        service_map=config.resolve,
+        sources=source_plane,
+    )
     applied = False
     app = WeirApp(
         ingress=IngressApp(ingest=ingest, directory=control, max_event_bytes=config.max_event_bytes),
@@ -126,44 +136,42 @@ async def run(config: RunConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    await dispatcher.start()
-    problems = await control.apply(loaded)
-    if problems:  # immutability cannot fail on the first apply; kept for safety
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        await dispatcher.stop(0)
-        await store.close()
-        return 2
-    applied = True
+    # Closed in reverse order on every exit: sources, dispatcher (grace), sender, store.
+    async with contextlib.AsyncExitStack() as running:
+        await store.open()
+        running.push_async_callback(store.close)
+        running.push_async_callback(sender.close)
+        await dispatcher.start()
+        running.push_async_callback(dispatcher.stop, config.grace)
+        running.push_async_callback(source_plane.stop)
+        problems = await control.apply(loaded)
+        if problems:  # immutability cannot fail on the first apply; kept for safety
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 2
+        applied = True
 
-    serving = asyncio.create_task(server.serve())
-    # uvicorn exposes no "started" event, only a flag.
-    while not server.started and not serving.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    if serving.done():
-        # Binding failed (port in use, ...); uvicorn has logged why.
-        await dispatcher.stop(0)
-        await sender.close()
-        await store.close()
-        return 1
-    for broker in control.objects("Broker"):
-        meta = broker["metadata"]
-        print(f"Broker {meta['namespace']}/{meta['name']} ingress: {broker['status']['address']['url']}")
-    print(f"Weir is serving on {base_url} (store: {config.store or Path(config.data_dir) / 'weir.db'})")
-    sys.stdout.flush()
+        serving = asyncio.create_task(server.serve())
+        # uvicorn exposes no "started" event, only a flag.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if serving.done():
+            return 1  # binding failed (port in use, ...); uvicorn has logged why
+        for broker in control.objects("Broker"):
+            meta = broker["metadata"]
+            print(f"Broker {meta['namespace']}/{meta['name']} ingress: {broker['status']['address']['url']}")
+        print(f"Weir is serving on {base_url} (store: {config.store or Path(config.data_dir) / 'weir.db'})")
+        sys.stdout.flush()
 
-    watcher = asyncio.create_task(watch_manifests(config.paths, control, stop)) if config.watch else None
-    await stop.wait()
+        watcher = asyncio.create_task(watch_manifests(config.paths, control, stop)) if config.watch else None
+        await stop.wait()
 
-    log.info("shutting down: no new requests; in-flight deliveries get %.1fs", config.grace)
-    server.should_exit = True
-    await serving
-    if watcher is not None:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    await dispatcher.stop(config.grace)
-    await sender.close()
-    await store.close()
+        log.info("shutting down: no new requests; in-flight deliveries get %.1fs", config.grace)
+        server.should_exit = True
+        await serving
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     log.info("stopped cleanly")
     return 0

@@ -28,7 +28,11 @@ def resource_table(resource: str, items: Sequence[dict[str, Any]]) -> str:
     for obj in items:
         meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status", {})
         ready, reason = _ready(obj)
-        if resource == "triggers":
+        if resource == "sources":
+            rows.append(
+                [meta["namespace"], meta["name"], obj["kind"], status.get("sinkUri", ""), ready, reason]
+            )
+        elif resource == "triggers":
             rows.append(
                 [
                     meta["namespace"],
@@ -43,7 +47,9 @@ def resource_table(resource: str, items: Sequence[dict[str, Any]]) -> str:
             rows.append(
                 [meta["namespace"], meta["name"], status.get("address", {}).get("url") or "", ready, reason]
             )
-    if resource == "triggers":
+    if resource == "sources":
+        header = ["NAMESPACE", "NAME", "KIND", "SINK", "READY", "REASON"]
+    elif resource == "triggers":
         header = ["NAMESPACE", "NAME", "BROKER", "SUBSCRIBER_URI", "READY", "REASON"]
     else:
         header = ["NAMESPACE", "NAME", "URL", "READY", "REASON"]

@@ -115,7 +115,10 @@ class EventStore(Protocol):
         """Record a final outcome for these deliveries; they are never returned by :meth:`pending` again."""
 
     async def dead_letter(self, record: DeadLetter) -> None:
-        """Keep ``record`` in the dead-letter record and finish its delivery, atomically."""
+        """Keep ``record`` in the dead-letter record and finish its delivery, atomically.
+
+        ``seq`` 0 records an event that never had a delivery (a source's event its sink refused).
+        """
 
     async def dead_letters(self, log: str) -> Sequence[DeadLetter]:
         """The dead-letter record of ``log``, oldest first."""
