@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.sinks import RecordingSink, unused_url
 from tests.weirproc import WeirProcess, cli, poll
@@ -102,3 +106,96 @@ async def test_refused_source_events_land_in_the_dead_letter_record(
 
     await poll(recorded, timeout=30, what="a refused ping event in the dead-letter record")
     assert "was never accepted by its sink" in weir.stderr()  # also logged with its full content
+
+
+WEBHOOK = """\
+apiVersion: sources.weir.dev/v1alpha1
+kind: WebhookSource
+metadata:
+  name: orders
+spec:
+  type: com.example.order
+  source: /shop
+  attributes:
+    subject: order.id
+  hmac:
+    secretKeyRef: {name: shop, key: token}
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+"""
+
+
+def order_trigger(uri: str) -> str:
+    return (
+        trigger(uri)
+        .replace("dev.knative.sources.ping", "com.example.order")
+        .replace("name: pings", "name: orders")
+    )
+
+
+async def test_webhook_source_verifies_and_reaches_a_trigger(
+    tmp_path: Path, weirs: list[WeirProcess]
+) -> None:
+    secret = b"s3cret"
+    (tmp_path / "secrets" / "default" / "shop").mkdir(parents=True)
+    (tmp_path / "secrets" / "default" / "shop" / "token").write_bytes(secret)
+    async with RecordingSink() as sink:
+        (tmp_path / "m.yaml").write_text(
+            "---\n".join([BROKER, order_trigger(sink.url_for("/orders")), WEBHOOK])
+        )
+        weir = WeirProcess(
+            [tmp_path / "m.yaml"], tmp_path, "--no-watch", "--secrets-dir", str(tmp_path / "secrets")
+        )
+        weirs.append(await weir.start())
+        url = f"{weir.url}/sources/default/orders"
+        body = b'{"order": {"id": "o-17"}}'
+        good = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        headers = {"content-type": "application/json"}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url, data=body, headers={**headers, "x-signature-256": "sha256=00"}
+            ) as bad:
+                assert bad.status == 401
+            async with session.post(url, data=body, headers={**headers, "x-signature-256": good}) as ok:
+                assert ok.status == 202, await ok.text()
+        (received,) = await sink.wait_for(1, path="/orders")
+        assert received.event is not None
+        assert (received.event.type, received.event.source) == ("com.example.order", "/shop")
+        assert received.event.get("subject") == "o-17" and received.event.data == body
+
+
+async def test_kafka_source_reaches_a_trigger(
+    tmp_path: Path, weirs: list[WeirProcess], kafka_bootstrap: str
+) -> None:
+    topic = f"orders-{uuid.uuid4().hex[:8]}"
+    manifest = f"""\
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata:
+  name: orders
+spec:
+  bootstrapServers: ["{kafka_bootstrap}"]
+  topics: ["{topic}"]
+  initialOffset: earliest
+  sink:
+    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_and_wait(topic, f'{{"n": {i}}}'.encode(), key=f"k{i}".encode())
+    finally:
+        await producer.stop()
+    async with RecordingSink() as sink:
+        kafka_trigger = trigger(sink.url_for("/kafka")).replace(
+            "dev.knative.sources.ping", "dev.knative.kafka.event"
+        )
+        (tmp_path / "m.yaml").write_text("---\n".join([BROKER, kafka_trigger, manifest]))
+        weir = WeirProcess([tmp_path / "m.yaml"], tmp_path, "--no-watch")
+        weirs.append(await weir.start())
+        received = await sink.wait_for(3, path="/kafka", timeout=30)
+        events = sorted((r.event for r in received if r.event is not None), key=lambda e: e.id)
+        assert [e.data for e in events] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert events[0].source == f"/apis/v1/namespaces/default/kafkasources/orders#{topic}"
+        assert events[0].get("key") == "k0"

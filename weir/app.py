@@ -4,9 +4,10 @@ Routing is by path shape so the ingress hot path never goes through FastAPI:
 
 * ``/healthz``, ``/readyz``, ``/metrics`` and ``/apis/...`` → the FastAPI admin API;
 * ``/sinks/<namespace>/<name>`` → in-process sinks;
+* ``/sources/<namespace>/<name>`` → webhook sources (GitHubSource, GitLabSource, WebhookSource);
 * everything else → the raw ASGI Broker ingress (``POST /<namespace>/<broker>``).
 
-Ingress paths have exactly two segments, so they never collide with the other two prefixes.
+Ingress paths have exactly two segments, so they never collide with the other prefixes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.ingress import IngressApp
+from sources.webhooks import WebhookRouter
 from weir.sinks import SinkRegistry
 
 ASGIApp = Any
@@ -24,10 +26,13 @@ _ADMIN_EXACT = frozenset({"/healthz", "/readyz", "/metrics"})
 class WeirApp:
     """Dispatches each request to the admin API, a sink, or the ingress."""
 
-    def __init__(self, *, ingress: IngressApp, admin: ASGIApp, sinks: SinkRegistry) -> None:
+    def __init__(
+        self, *, ingress: IngressApp, admin: ASGIApp, sinks: SinkRegistry, webhooks: WebhookRouter
+    ) -> None:
         self._ingress = ingress
         self._admin = admin
         self._sinks = sinks
+        self._webhooks = webhooks
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -39,5 +44,7 @@ class WeirApp:
             await self._admin(scope, receive, send)
         elif path.startswith("/sinks/") and path.count("/") >= 3:
             await self._sinks.asgi(scope, receive, send)
+        elif path.startswith("/sources/") and path.count("/") >= 3:
+            await self._webhooks(scope, receive, send)
         else:
             await self._ingress(scope, receive, send)

@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     run_p.add_argument("--delivery-timeout", type=float, default=30.0, metavar="SECONDS")
     run_p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS")
     run_p.add_argument("--no-watch", dest="watch", action="store_false")
+    run_p.add_argument(
+        "--secrets-dir", default=".weir/secrets", help="secretKeyRef files: DIR/NAMESPACE/NAME/KEY"
+    )
     run_p.add_argument("--log-level", default="info")
 
     val_p = sub.add_parser("validate", help="check manifests and list every problem")
@@ -194,6 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         delivery_timeout=args.delivery_timeout,
         grace=args.grace,
         watch=args.watch,
+        secrets_dir=args.secrets_dir,
     )
     try:
         import uvloop

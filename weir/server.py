@@ -31,10 +31,12 @@ from broker.delivery.http_sender import HttpSender
 from broker.ingest import Ingest
 from broker.ingress import IngressApp
 from broker.store.factory import open_store
+from sources.webhooks import WebhookRouter
 from weir.admin import create_admin
 from weir.app import WeirApp
 from weir.controlplane import ControlPlane
 from weir.manifests import load_paths
+from weir.secrets import SecretResolver
 from weir.sinks import LocalSender, SinkRegistry
 from weir.sourceplane import SourcePlane
 from weir.watch import watch_manifests
@@ -62,6 +64,9 @@ class RunConfig:
     grace: float = 10.0
     """Seconds in-flight deliveries may take to finish at shutdown."""
     watch: bool = True
+    secrets_dir: str = ".weir/secrets"
+    """Where ``secretKeyRef`` values are read: ``<dir>/<namespace>/<name>/<key>`` (or the variable
+    ``WEIR_SECRET_<NAMESPACE>_<NAME>_<KEY>``, which wins)."""
 
 
 class _Server(uvicorn.Server):
@@ -101,8 +106,14 @@ async def run(config: RunConfig) -> int:
         ingest=ingest,
         config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age),
     )
+    webhooks = WebhookRouter()
     source_plane = SourcePlane(
-        sender=sender, store=store, state_dir=Path(config.data_dir) / "sources", environ=os.environ
+        sender=sender,
+        store=store,
+        state_dir=Path(config.data_dir) / "sources",
+        environ=os.environ,
+        webhooks=webhooks,
+        secrets=SecretResolver(secrets_dir=Path(config.secrets_dir), environ=os.environ),
     )
     control = ControlPlane(
         dispatcher=dispatcher,
@@ -116,6 +127,7 @@ async def run(config: RunConfig) -> int:
         ingress=IngressApp(ingest=ingest, directory=control, max_event_bytes=config.max_event_bytes),
         admin=create_admin(control=control, store=store, ready=lambda: applied),
         sinks=sinks,
+        webhooks=webhooks,
     )
     server = _Server(
         uvicorn.Config(

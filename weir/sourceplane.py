@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,11 @@ from broker.store.base import DeadLetter, EventStore
 from sources.base import Emitter, SourceStatus
 from sources.emitter import SOURCE_DEFAULT_DELIVERY, Fallback, SinkEmitter, log_fallback
 from sources.manager import SourceManager, SourcePlan
+from sources.webhooks import WebhookRouter
 from weir.manifests import Resource
 from weir.manifests.resolve import ResolveContext, UnresolvedDestination, resolve
+from weir.manifests.source_kinds_http import GitHubSource, GitLabSource, WebhookSource
+from weir.manifests.source_kinds_kafka import KafkaSource
 from weir.manifests.source_model import (
     SINK_BINDING_STATUS,
     ContainerSource,
@@ -32,11 +35,11 @@ from weir.manifests.source_model import (
     SinkBinding,
     SourceResource,
 )
+from weir.secrets import SecretResolver
 
 log = logging.getLogger("weir.sources")
 
 Key = tuple[str, str, str]
-PlanBuilder = Callable[[SourceResource, str], SourcePlan | None]
 
 
 class SourcePlane:
@@ -49,21 +52,15 @@ class SourcePlane:
         store: EventStore,
         state_dir: Path,
         environ: Mapping[str, str],
-        builders: Mapping[type[SourceResource], PlanBuilder] | None = None,
+        webhooks: WebhookRouter,
+        secrets: SecretResolver,
     ) -> None:
         self._sender = sender
         self._store = store
         self._state_dir = state_dir
         self._environ = dict(environ)
-        self._builders: dict[type[SourceResource], PlanBuilder] = {
-            PingSource: lambda r, url: (
-                r.plan(sink_uri=url, state_dir=state_dir) if isinstance(r, PingSource) else None
-            ),
-            ContainerSource: lambda r, url: (
-                r.plan(sink_uri=url, base_env=self._environ) if isinstance(r, ContainerSource) else None
-            ),
-            **(builders or {}),
-        }
+        self._webhooks = webhooks
+        self._secrets = secrets
         self._manager = SourceManager(emitter_for=self._emitter_for)
         self._resources: dict[Key, SourceResource] = {}
         self._sink_uris: dict[Key, str] = {}
@@ -72,6 +69,17 @@ class SourcePlane:
     @staticmethod
     def is_source(resource: Resource) -> bool:
         return isinstance(resource, SourceResource)
+
+    def _plan(self, resource: SourceResource, url: str, ctx: ResolveContext) -> SourcePlan | None:
+        if isinstance(resource, PingSource):
+            return resource.plan(sink_uri=url, state_dir=self._state_dir)
+        if isinstance(resource, ContainerSource):
+            return resource.plan(sink_uri=url, base_env=self._environ)
+        if isinstance(resource, GitHubSource | GitLabSource | WebhookSource):
+            return resource.plan(sink_uri=url, router=self._webhooks, secrets=self._secrets)
+        if isinstance(resource, KafkaSource):
+            return resource.plan(sink_uri=url, ctx=ctx)
+        return None
 
     async def apply(self, resources: Iterable[Resource], ctx: ResolveContext) -> None:
         """Make the declared sources the running ones (start new, restart changed, stop removed)."""
@@ -89,8 +97,11 @@ class SourcePlane:
             if isinstance(resource, SinkBinding):
                 fixed[key] = SINK_BINDING_STATUS
                 continue
-            builder = self._builders.get(type(resource))
-            plan = builder(resource, url) if builder is not None else None
+            try:
+                plan = self._plan(resource, url, ctx)
+            except UnresolvedDestination as exc:  # e.g. a KafkaSource's dead-letter sink
+                fixed[key] = SourceStatus(ready=False, reason="DeadLetterSinkNotFound", message=str(exc))
+                continue
             if plan is None:
                 fixed[key] = SourceStatus(
                     ready=False, reason="NotSupported", message=f"{resource.kind} cannot run"
@@ -123,7 +134,7 @@ class SourcePlane:
 
     def _emitter_for(self, plan: SourcePlan) -> Emitter:
         resource = self._resources[plan.key]
-        delivery = getattr(resource, "delivery_spec", None)
+        delivery = getattr(plan.spec, "delivery", None)  # KafkaSource carries its own DeliverySpec
         return SinkEmitter(
             sender=self._sender,
             url=plan.sink_uri,

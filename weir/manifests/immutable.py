@@ -4,6 +4,7 @@
   from one form to the other for the same Broker is not a change).
 * Broker: ``spec.config`` and the ``eventing.knative.dev/broker.class`` annotation (an absent
   annotation counts as ``MTChannelBasedBroker``, the class Knative fills in).
+* KafkaSource: ``spec.consumerGroup`` (the committed offsets belong to the group).
 
 To change one, delete the resource (remove it from the manifests and apply), then declare it
 again: that is a new resource with a new history, exactly as with ``kubectl``.
@@ -24,6 +25,11 @@ def check_immutable(old: Resource, new: Resource) -> list[str]:
     changes: list[tuple[str, Any, Any]] = []
     if isinstance(old, Trigger) and isinstance(new, Trigger):
         changes.append(("spec.broker", old.broker, new.broker))
+    elif old.kind == "KafkaSource" and new.kind == "KafkaSource":
+        # Compared after defaulting: omitting the field keeps the derived group name.
+        changes.append(
+            ("spec.consumerGroup", getattr(old, "consumer_group", None), getattr(new, "consumer_group", None))
+        )
     elif isinstance(old, Broker) and isinstance(new, Broker):
         changes.append(("spec.config", old.spec.get("config"), new.spec.get("config")))
         changes.append((annotation_path(BROKER_CLASS_ANNOTATION), old.broker_class, new.broker_class))
