@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 from tempfile import TemporaryDirectory
 
 import aiohttp
@@ -31,7 +33,7 @@ from triggers.filters import compile_trigger_filter
 from triggers.index import TriggerIndex
 
 CESQL = "type LIKE 'com.example.%' AND source = '/orders' AND EXISTS subject"
-FILTERS = {
+FILTERS: dict[str, list[dict[str, Any]]] = {
     "cesql": [{"cesql": CESQL}],
     "exact/prefix": [{"prefix": {"type": "com.example."}}, {"exact": {"source": "/orders"}}],
 }
@@ -40,11 +42,7 @@ FILTERS = {
 def manifests(folder: Path, sink: str, dialect: str, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     docs = ["apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n"]
-    filters = "\n".join(
-        "    - "
-        + ('cesql: "' + CESQL + '"' if "cesql" in f else f"{next(iter(f))}: {next(iter(f.values()))}")
-        for f in FILTERS[dialect]
-    )
+    filters = "\n".join("    - " + json.dumps(element) for element in FILTERS[dialect])  # JSON is YAML
     for i in range(n):
         docs.append(
             f"apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t{i}}}\n"
