@@ -21,8 +21,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import aiohttp
 
