@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -199,3 +200,124 @@ spec:
         assert [e.data for e in events] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
         assert events[0].source == f"/apis/v1/namespaces/default/kafkasources/orders#{topic}"
         assert events[0].get("key") == "k0"
+
+
+async def test_container_source_posts_through_the_broker(tmp_path: Path, weirs: list[WeirProcess]) -> None:
+    program = Path(__file__).with_name("container_program.py")
+    container = f"""\
+apiVersion: sources.knative.dev/v1
+kind: ContainerSource
+metadata:
+  name: heartbeat
+spec:
+  template:
+    spec:
+      containers:
+        - name: main
+          image: example.com/heartbeat:1
+          command: ["{sys.executable}", "{program}"]
+          args: ["serve"]
+          env:
+            - {{name: EVENT_TYPE, value: dev.weir.container}}
+  ceOverrides:
+    extensions: {{team: weir}}
+  sink:
+    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+    async with RecordingSink() as sink:
+        subscriber = trigger(sink.url_for("/c")).replace("dev.knative.sources.ping", "dev.weir.container")
+        (tmp_path / "m.yaml").write_text("---\n".join([BROKER, subscriber, container]))
+        weir = WeirProcess([tmp_path / "m.yaml"], tmp_path, "--no-watch")
+        weirs.append(await weir.start())
+        (received,) = await sink.wait_for(1, path="/c", timeout=15)
+        assert received.event is not None and received.event.get("team") == "weir"
+        assert received.event.source == "/tests/container"
+        await poll(lambda: "sent " in weir.stderr(), what="the program's output in Weir's log")
+        assert await weir.terminate() == 0  # stops the process too
+
+
+async def test_github_source_push_reaches_a_trigger(tmp_path: Path, weirs: list[WeirProcess]) -> None:
+    secret = b"gh-secret"
+    (tmp_path / "secrets" / "default" / "gh").mkdir(parents=True)
+    (tmp_path / "secrets" / "default" / "gh" / "webhook").write_bytes(secret)
+    github = """\
+apiVersion: sources.knative.dev/v1alpha1
+kind: GitHubSource
+metadata:
+  name: repo
+spec:
+  eventTypes: [push]
+  ownerAndRepository: weir-dev/weir
+  accessToken:
+    secretKeyRef: {name: gh, key: token}
+  secretToken:
+    secretKeyRef: {name: gh, key: webhook}
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+"""
+    async with RecordingSink() as sink:
+        subscriber = trigger(sink.url_for("/gh")).replace(
+            "dev.knative.sources.ping", "dev.knative.source.github.push"
+        )
+        (tmp_path / "m.yaml").write_text("---\n".join([BROKER, subscriber, github]))
+        weir = WeirProcess(
+            [tmp_path / "m.yaml"], tmp_path, "--no-watch", "--secrets-dir", str(tmp_path / "secrets")
+        )
+        weirs.append(await weir.start())
+        body = b'{"ref": "refs/heads/main", "repository": {"html_url": "https://github.com/weir-dev/weir"}}'
+        headers = {
+            "content-type": "application/json",
+            "x-github-event": "push",
+            "x-github-delivery": "d-1",
+            "x-hub-signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+        }
+        async with aiohttp.ClientSession() as session:
+            url = f"{weir.url}/sources/default/repo"
+            async with session.post(
+                url, data=body, headers={**headers, "x-hub-signature-256": "sha256=0"}
+            ) as bad:
+                assert bad.status == 401
+            async with session.post(url, data=body, headers=headers) as ok:
+                assert ok.status == 202, await ok.text()
+        (received,) = await sink.wait_for(1, path="/gh")
+        assert received.event is not None
+        assert (received.event.type, received.event.id) == ("dev.knative.source.github.push", "d-1")
+        assert received.event.data == body
+
+
+async def test_gitlab_source_push_reaches_a_trigger(tmp_path: Path, weirs: list[WeirProcess]) -> None:
+    (tmp_path / "secrets" / "default" / "gl").mkdir(parents=True)
+    (tmp_path / "secrets" / "default" / "gl" / "token").write_bytes(b"gl-secret")
+    gitlab = """\
+apiVersion: sources.knative.dev/v1alpha1
+kind: GitLabSource
+metadata:
+  name: shop
+spec:
+  eventTypes: [push_events]
+  projectUrl: https://gitlab.com/acme/shop
+  secretToken:
+    secretKeyRef: {name: gl, key: token}
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+"""
+    async with RecordingSink() as sink:
+        subscriber = trigger(sink.url_for("/gl")).replace(
+            "dev.knative.sources.ping", "dev.knative.sources.gitlab.push"
+        )
+        (tmp_path / "m.yaml").write_text("---\n".join([BROKER, subscriber, gitlab]))
+        weir = WeirProcess(
+            [tmp_path / "m.yaml"], tmp_path, "--no-watch", "--secrets-dir", str(tmp_path / "secrets")
+        )
+        weirs.append(await weir.start())
+        body = b'{"object_kind": "push", "ref": "refs/heads/main"}'
+        headers = {"content-type": "application/json", "x-gitlab-event": "Push Hook"}
+        async with aiohttp.ClientSession() as session:
+            url = f"{weir.url}/sources/default/shop"
+            async with session.post(url, data=body, headers={**headers, "x-gitlab-token": "wrong"}) as bad:
+                assert bad.status == 401
+            async with session.post(url, data=body, headers={**headers, "x-gitlab-token": "gl-secret"}) as ok:
+                assert ok.status == 202, await ok.text()
+        (received,) = await sink.wait_for(1, path="/gl")
+        assert received.event is not None and received.event.source == "https://gitlab.com/acme/shop"
+        assert received.event.data == body
