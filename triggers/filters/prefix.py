@@ -1,41 +1,15 @@
-"""The ``prefix`` dialect: every listed attribute exists and starts with the given value.
-
-Case-sensitive, on the attribute's canonical string form. Promises nothing to the index.
-"""
+"""The ``prefix`` dialect: every listed attribute exists and starts with the given value."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
-from broker.event import Event, canonical
-
-_NOTHING: Mapping[str, str] = MappingProxyType({})
+from triggers.filters.affix import AffixFilter
 
 
-class PrefixFilter:
+class PrefixFilter(AffixFilter):
     """``prefix: {name: value, ...}``."""
 
-    __slots__ = ("_items",)
+    __slots__ = ()
 
-    def __init__(self, attributes: Mapping[str, str]) -> None:
-        self._items = tuple(attributes.items())
-
-    @property
-    def required(self) -> Mapping[str, str]:
-        return _NOTHING
-
-    def matches(self, event: Event) -> bool:
-        attrs = event.attributes
-        for name, prefix in self._items:
-            value = attrs.get(name)
-            if value is None:
-                return False
-            if not isinstance(value, str):
-                value = canonical(value)
-            if not value.startswith(prefix):
-                return False
-        return True
-
-    def __repr__(self) -> str:
-        return f"PrefixFilter({dict(self._items)!r})"
+    @staticmethod
+    def test(value: str, wanted: str) -> bool:
+        return value.startswith(wanted)
