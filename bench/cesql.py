@@ -21,11 +21,10 @@ Timings are the best of several repeats (least disturbed by other work on the ma
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from typing import Any
 
 from bench.report import write_section
+from bench.timing import per_call_us
 from broker.event import Event
 from triggers.cesql import compile
 from triggers.filters import compile_trigger_filter
@@ -56,25 +55,6 @@ EVENTS = {
     "no subject (last term false)": _event(subject=None),
 }
 
-
-def per_call_us(fn: Callable[[], object], *, budget: float = 0.2, repeats: int = 5) -> float:
-    """Best-of-``repeats`` µs per call, each repeat running for about ``budget`` seconds."""
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        if time.perf_counter() - start > budget / 10:
-            break
-        calls *= 2
-    calls = max(1, int(calls * budget / 10 / (time.perf_counter() - start)))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
 
 
 def evaluation_rows() -> list[str]:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -28,6 +29,7 @@ import aiohttp
 
 from bench.core import LOAD_CPU, free_port, process, server, sink_count, weir
 from bench.report import write_section
+from bench.timing import per_call_us
 from broker.event import Event
 from triggers.filters import compile_trigger_filter
 from triggers.index import TriggerIndex
@@ -85,25 +87,17 @@ def delivered(url: str, sink: str, seconds: float) -> float:
     return (sink_count(sink) - before) / took
 
 
-def router_cost(n: int, repeat: int = 5, rounds: int = 2000) -> dict[str, float]:
-    """Best-of-``repeat`` µs per event for ``TriggerIndex.match`` with ``n`` Triggers of each dialect."""
-    hit = Event(
-        {"specversion": "1.0", "id": "1", "source": "/orders", "type": "com.example.o", "subject": "s"}
-    )
-    miss = Event({"specversion": "1.0", "id": "1", "source": "/other", "type": "org.other"})
+def router_cost(n: int) -> dict[str, float]:
+    """Best-of-several µs per event for ``TriggerIndex.match`` with ``n`` Triggers of each dialect."""
+    base = {"specversion": "1.0", "id": "1"}
+    hit = Event({**base, "source": "/orders", "type": "com.example.o", "subject": "s"})
+    miss = Event({**base, "source": "/other", "type": "org.other"})
     out: dict[str, float] = {}
     for dialect, spec in FILTERS.items():
-        index = TriggerIndex(
-            {f"ns/t{i}": compile_trigger_filter(None, spec, trigger=f"ns/t{i}") for i in range(n)}
-        )
+        names = [f"ns/t{i}" for i in range(n)]
+        index = TriggerIndex({name: compile_trigger_filter(None, spec, trigger=name) for name in names})
         for label, event in (("match", hit), ("no match", miss)):
-            best = float("inf")
-            for _ in range(repeat):
-                start = time.perf_counter()
-                for _ in range(rounds):
-                    index.match(event)
-                best = min(best, (time.perf_counter() - start) / rounds * 1e6)
-            out[f"{dialect} {label}"] = best
+            out[f"{dialect} {label}"] = per_call_us(partial(index.match, event))
     return out
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from bench.report import write_section
+from bench.timing import per_call_us
 from broker.event import Event
 from triggers.filters import compile_trigger_filter
 from triggers.filters.base import Filter
@@ -85,25 +86,6 @@ def build(shape: Callable[[int], Spec], others: int) -> dict[str, Filter]:
     specs["bench/match"] = MATCHING
     return compile_all(specs)
 
-
-def per_call_us(fn: Callable[[], object], *, budget: float = 0.2, repeats: int = 5) -> float:
-    """Best-of-``repeats`` µs per call, each repeat running for about ``budget`` seconds."""
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        if time.perf_counter() - start > budget / 10:
-            break
-        calls *= 2
-    calls = max(1, int(calls * budget / 10 / (time.perf_counter() - start)))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
 
 
 def match_rows() -> list[str]:
