@@ -40,7 +40,15 @@ import orjson
 
 from broker.event import AttrValue, Event
 from sources.base import Emitter
-from sources.webhooks import WebhookEndpoint, WebhookReply, WebhookRequest, WebhookRouter, deliver, rfc3339
+from sources.webhooks import (
+    WebhookEndpoint,
+    WebhookReply,
+    WebhookRequest,
+    WebhookRouter,
+    deliver,
+    missing_secret,
+    rfc3339,
+)
 
 EVENT_TYPE_PREFIX = "dev.knative.source.github."
 SOURCE_PREFIX = "https://github.com/"
@@ -189,8 +197,7 @@ class GitHubSource(WebhookEndpoint):
     """Serves one GitHubSource's webhook; see the module docstring for the event shape."""
 
     def __init__(self, config: GitHubConfig, *, emitter: Emitter, router: WebhookRouter) -> None:
-        missing = config.secret_token is None
-        unavailable = ("SecretNotFound", config.secret_problem or "no secret token") if missing else None
+        unavailable = missing_secret(config.secret_token, config.secret_problem)
         super().__init__(router=router, namespace=config.namespace, name=config.name, unavailable=unavailable)
         self._config = config
         self._emitter = emitter

@@ -30,7 +30,15 @@ import orjson
 
 from broker.event import Event
 from sources.base import Emitter
-from sources.webhooks import WebhookEndpoint, WebhookReply, WebhookRequest, WebhookRouter, deliver, rfc3339
+from sources.webhooks import (
+    WebhookEndpoint,
+    WebhookReply,
+    WebhookRequest,
+    WebhookRouter,
+    deliver,
+    missing_secret,
+    rfc3339,
+)
 
 EVENT_TYPE_PREFIX = "dev.knative.sources.gitlab."
 EVENT_HEADER_EXTENSION = "comgitlabevent"
@@ -86,8 +94,7 @@ class GitLabSource(WebhookEndpoint):
     """Serves one GitLabSource's webhook; see the module docstring for the event shape."""
 
     def __init__(self, config: GitLabConfig, *, emitter: Emitter, router: WebhookRouter) -> None:
-        missing = config.secret_token is None
-        unavailable = ("SecretNotFound", config.secret_problem or "no secret token") if missing else None
+        unavailable = missing_secret(config.secret_token, config.secret_problem)
         super().__init__(router=router, namespace=config.namespace, name=config.name, unavailable=unavailable)
         self._config = config
         self._emitter = emitter

@@ -169,6 +169,11 @@ class WebhookRouter:
             return WebhookReply(status=500, message="internal error")
 
 
+def missing_secret(secret: bytes | None, problem: str) -> tuple[str, str] | None:
+    """The ``unavailable`` (reason, message) of an endpoint whose secret could not be resolved."""
+    return ("SecretNotFound", problem or "no secret token") if secret is None else None
+
+
 class WebhookEndpoint:
     """A webhook source's lifecycle: registered while running, unregistered (and drained) on stop.
 
