@@ -18,8 +18,9 @@ from broker.delivery.spec import DeliverySpec
 from broker.errors import DeliveryError
 from broker.event import Event
 from sources.emitter import SinkEmitter
-from sources.kafka import KafkaSource, KafkaSourceConfig, PartitionOffsets
+from sources.kafka import KafkaSource, KafkaSourceConfig
 from sources.kafka_mapping import java_time
+from sources.kafka_offsets import PartitionOffsets
 from tests.kafka_server import create_topic
 from tests.sinks import Recorded, RecordingSink, Reply, eventually, unused_url
 
