@@ -484,3 +484,33 @@ def _apply(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 def _literal(text: str) -> str:
     return re.escape(text)
+
+
+RAW_DATA = [
+    b'{"total": 12,  "items": [1, 2.50]}',
+    b"1e3",
+    b'"caf\\u00e9"',
+    b'[ true , null ]',
+    b'{"nested": {"deep": {"x": "}"}}}',
+]
+
+
+@pytest.mark.parametrize("raw", RAW_DATA)
+def test_structured_json_data_is_kept_byte_for_byte(raw: bytes) -> None:
+    body = b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": ' + raw + b"}"
+    (event,) = http.decode({"content-type": "application/cloudevents+json"}, body)
+    assert event.data == raw
+    _, out = http.encode_binary(event)
+    assert out == raw
+
+
+def test_batch_json_data_is_kept_byte_for_byte() -> None:
+    items = [
+        b'{"specversion":"1.0","id":"%d","source":"/s","type":"t","data": %s}' % (i, raw)
+        for i, raw in enumerate(RAW_DATA)
+    ]
+    text = b'{"specversion":"1.0","id":"x","source":"/s","type":"t","datacontenttype":"text/plain",'
+    text += b'"data":"a b"}'
+    body = b"[ " + b" ,\n ".join([*items, text]) + b" ]"
+    events = http.decode({"content-type": "application/cloudevents-batch+json"}, body)
+    assert [e.data for e in events] == [*RAW_DATA, b"a b"]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
+from broker.bindings import rawjson
 from broker.bindings.validate import json_kind, validate
 from broker.errors import InvalidEvent
 from broker.event import Event
@@ -96,8 +97,13 @@ def from_dict(obj: Any, *, where: str = "event") -> Event:
 
 
 def from_json(body: bytes) -> Event:
-    """A validated Event from one structured-mode JSON body; raises InvalidEvent."""
-    return from_dict(loads(body))
+    """A validated Event from one structured-mode JSON body; raises InvalidEvent.
+
+    JSON ``data`` keeps the producer's exact bytes (see :mod:`broker.bindings.rawjson`).
+    """
+    obj = loads(body)
+    event = from_dict(obj)
+    return _keep_raw(event, obj, lambda: rawjson.object_data(body))
 
 
 def batch_from_json(body: bytes) -> list[Event]:
@@ -107,7 +113,34 @@ def batch_from_json(body: bytes) -> list[Event]:
         raise InvalidEvent(f"a batch must be a JSON array, got {json_kind(items)}")
     if not items:
         raise InvalidEvent("the batch is empty")
-    return [from_dict(item, where=f"batch[{i}]") for i, item in enumerate(items)]
+    events = [from_dict(item, where=f"batch[{i}]") for i, item in enumerate(items)]
+    if not any(_json_data(item, event) for item, event in zip(items, events, strict=True)):
+        return events
+    raws = rawjson.batch_data(body)
+    if raws is None or len(raws) != len(events):
+        return events
+    return [
+        Event(event.attributes, raw) if raw is not None and _json_data(item, event) else event
+        for item, event, raw in zip(items, events, raws, strict=True)
+    ]
+
+
+def _json_data(obj: Any, event: Event) -> bool:
+    """Whether ``event.data`` was re-serialized from a JSON ``data`` value (so raw bytes exist)."""
+    if not isinstance(obj, dict) or obj.get(_DATA) is None or event.data is None:
+        return False
+    encoding = obj.get(_ENCODING)
+    if isinstance(encoding, str) and encoding.lower() == "base64":  # CE 0.3: data is base64 text
+        return False
+    value = obj[_DATA]
+    return not isinstance(value, str) or is_json_type(event.text("datacontenttype"))
+
+
+def _keep_raw(event: Event, obj: Any, raw: Callable[[], bytes | None]) -> Event:
+    if not _json_data(obj, event):
+        return event
+    data = raw()
+    return event if data is None else Event(event.attributes, data)
 
 
 def loads(body: bytes) -> Any:
