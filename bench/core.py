@@ -5,9 +5,12 @@ load generator and sink on core 1 (where ``taskset`` exists):
 
 * ingress requests/s (``wrk -t1 -c64``, 1 KiB binary events): a raw ASGI app answering 202, and Weir's
   ingress on the SQLite store (every 202 durable) with no Trigger;
-* delivered events/s (closed-loop aiohttp poster, 32 connections): a bare relay (raw ASGI in, aiohttp
-  POST out, nothing stored), Weir end to end with one Trigger, and Weir with the same Trigger plus 1,000
-  Triggers that never match.
+* delivered events/s (closed-loop aiohttp poster, 32 connections): a bare relay (raw ASGI in, 202 on
+  receipt, aiohttp POST out, nothing stored), Weir end to end with one Trigger, and Weir with the same
+  Trigger plus 1,000 Triggers that never match.
+
+Every measurement is repeated ``--repeat`` times (default 3), the rounds interleaved so that a
+disturbance on the shared machine hits baselines and Weir alike; the medians are reported.
 
 Results are appended to ``bench/results/<date>-core.json`` and written into ``bench/RESULTS.md``.
 """
@@ -22,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,7 +170,16 @@ def run(seconds: int) -> dict[str, float]:
     return results
 
 
-def report(results: dict[str, float], command: str) -> str:
+def ratios(r: dict[str, float]) -> tuple[float, float, float]:
+    """(ingress / raw ASGI, end to end / relay, cost of 1,000 non-matching Triggers) of one round."""
+    return (
+        r["weir_ingress_rps"] / r["raw_asgi_rps"],
+        r["weir_e2e_eps"] / r["relay_eps"],
+        1 - r["weir_e2e_1000_nonmatching_eps"] / r["weir_e2e_eps"],
+    )
+
+
+def report(results: dict[str, float], command: str, rounds: list[dict[str, float]]) -> str:
     ingress = results["weir_ingress_rps"] / results["raw_asgi_rps"]
     e2e = results["weir_e2e_eps"] / results["relay_eps"]
     cost = 1 - results["weir_e2e_1000_nonmatching_eps"] / results["weir_e2e_eps"]
@@ -197,26 +210,40 @@ def report(results: dict[str, float], command: str) -> str:
         f"Command: `{command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; "
         f"system under test pinned to core {SUT_CPU}, load and sink on core {LOAD_CPU}; "
         f"1 KiB binary-mode events; ingress load: {tool}; "
-        "delivery load: closed-loop aiohttp poster, 32 connections.",
+        "delivery load: closed-loop aiohttp poster, 32 connections. Medians of the rounds.",
         "",
         "| measurement | result | ratio to baseline | issue bar |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+        "Per round (ingress ratio / end-to-end ratio / non-matching cost): "
+        + "; ".join(f"{a:.2f}x / {b:.2f}x / {c:+.0%}" for a, b, c in map(ratios, rounds)),
     ]
     return "\n".join(lines)
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results = run(args.seconds)
-    command = "python -m bench.core" + (f" --seconds {args.seconds}" if args.seconds != 10 else "")
+    rounds = [run(args.seconds) for _ in range(args.repeat)]
+    for i, r in enumerate(rounds, 1):
+        print(f"round {i}: " + ", ".join(f"{k}={v:,.0f}" for k, v in r.items()))
+    results = median_of(rounds)
+    command = "python -m bench.core"
+    command += f" --seconds {args.seconds}" if args.seconds != 10 else ""
+    command += f" --repeat {args.repeat}" if args.repeat != 3 else ""
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     with (out / f"{datetime.now(UTC):%Y-%m-%d}-core.json").open("a") as fh:
-        fh.write(json.dumps({"when": datetime.now(UTC).isoformat(), "results": results}) + "\n")
-    text = report(results, command)
+        record = {"when": datetime.now(UTC).isoformat(), "rounds": rounds, "median": results}
+        fh.write(json.dumps(record) + "\n")
+    text = report(results, command, rounds)
     write_section("Kernel: ingress and end to end (issue 2)", text)
     print(text)
 
