@@ -236,3 +236,33 @@ def test_validate_accepts_examples_and_run_refuses_bad_manifests(tmp_path: Path)
     )
     assert result.returncode == 2
     assert "spec.delivery.retry" in result.stderr
+
+
+async def test_cesql_trigger_filters_and_counts_errors(tmp_path: Path, weirs: list[WeirProcess]) -> None:
+    async with RecordingSink() as sink:
+        cesql = trigger("sql", sink.url_for("/sql")).replace(
+            "spec:\n",
+            "spec:\n  filters:\n    - cesql: \"type LIKE 'com.example.%' AND subject = 'o-1'\"\n",
+            1,
+        )
+        (tmp_path / "m.yaml").write_text(BROKER + "---\n" + cesql)
+        weir = await start(weirs, [tmp_path / "m.yaml"], tmp_path, "--no-watch")
+        ingress = f"{weir.url}/default/default"
+        headers = {"ce-specversion": "1.0", "ce-source": "/t", "ce-type": "com.example.order"}
+        async with aiohttp.ClientSession() as session:
+            for event_id, subject in (("yes", "o-1"), ("other", "o-2"), ("missing", None)):
+                extra = {"ce-subject": subject} if subject else {}
+                async with session.post(ingress, headers={**headers, **extra, "ce-id": event_id}) as response:
+                    assert response.status == 202
+        await sink.wait_for(1, path="/sql")
+
+        async def counted() -> bool:
+            async with aiohttp.ClientSession() as session, session.get(f"{weir.url}/metrics") as response:
+                text = await response.text()
+            return (
+                'weir_cesql_evaluation_errors_total{kind="missingAttribute",trigger="default/sql"} 1.0'
+                in text
+            )
+
+        await poll(counted, what="the missing attribute to be counted for the Trigger")
+        assert ids(sink.requests("/sql")) == {"yes"}
