@@ -20,10 +20,9 @@ Timings are the best of several repeats (least disturbed by other work on the ma
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from bench.report import write_section
+from bench.report import report_cli
 from bench.timing import per_call_us
 from broker.event import Event
 from triggers.cesql import compile
@@ -112,13 +111,7 @@ def report() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--write", action="store_true", help="record the table in bench/RESULTS.md")
-    args = parser.parse_args()
-    text = report()
-    if args.write:
-        write_section("CESQL engine", text)
-    print(text)
+    report_cli("CESQL engine", report, __doc__)
 
 
 if __name__ == "__main__":

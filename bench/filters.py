@@ -17,7 +17,6 @@ Timings are the best of several repeats (least disturbed by other work on the ma
 
 from __future__ import annotations
 
-import argparse
 import functools
 import gc
 import time
@@ -25,7 +24,7 @@ import tracemalloc
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from bench.report import write_section
+from bench.report import report_cli
 from bench.timing import per_call_us
 from broker.event import Event
 from triggers.filters import compile_trigger_filter
@@ -165,13 +164,7 @@ def report() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--write", action="store_true", help="record the table in bench/RESULTS.md")
-    args = parser.parse_args()
-    text = report()
-    if args.write:
-        write_section("Trigger filters and index", text)
-    print(text)
+    report_cli("Trigger filters and index", report, __doc__)
 
 
 if __name__ == "__main__":

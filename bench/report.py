@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -23,3 +25,13 @@ def write_section(title: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def report_cli(title: str, make: Callable[[], str], doc: str | None) -> None:
+    """Entry point of an in-process benchmark: print its table; ``--write`` also records it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--write", action="store_true", help="record the table in bench/RESULTS.md")
+    text = make()
+    if parser.parse_args().write:
+        write_section(title, text)
+    print(text)

@@ -134,30 +134,26 @@ def string_map(value: Any, path: str, problems: Problems) -> dict[str, str]:
     return result
 
 
-def dns_label(value: Any, path: str, problems: Problems, *, required: bool = False) -> str | None:
-    """A DNS-1123 label (namespaces): lower-case alphanumerics and ``-``, at most 63 characters."""
+def _dns_name(
+    value: Any, path: str, problems: Problems, required: bool, pattern: re.Pattern[str], limit: int, what: str
+) -> str | None:
     text = string(value, path, problems, required=required)
-    if text is not None and (len(text) > 63 or not _DNS_LABEL.fullmatch(text)):
-        problems.add(
-            path,
-            f"{quote(text)} is not a DNS-1123 label (lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters)",
-        )
+    if text is not None and (len(text) > limit or not pattern.fullmatch(text)):
+        problems.add(path, f"{quote(text)} is not a DNS-1123 {what}, at most {limit} characters)")
         return None
     return text
+
+
+def dns_label(value: Any, path: str, problems: Problems, *, required: bool = False) -> str | None:
+    """A DNS-1123 label (namespaces): lower-case alphanumerics and ``-``, at most 63 characters."""
+    what = "label (lower-case letters, digits and '-', starting and ending with a letter or digit"
+    return _dns_name(value, path, problems, required, _DNS_LABEL, 63, what)
 
 
 def dns_subdomain(value: Any, path: str, problems: Problems, *, required: bool = False) -> str | None:
     """A DNS-1123 subdomain (object names): like a label, plus ``.``, at most 253 characters."""
-    text = string(value, path, problems, required=required)
-    if text is not None and (len(text) > 253 or not _DNS_SUBDOMAIN.fullmatch(text)):
-        problems.add(
-            path,
-            f"{quote(text)} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit, at most 253 characters)",
-        )
-        return None
-    return text
+    what = "subdomain (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+    return _dns_name(value, path, problems, required, _DNS_SUBDOMAIN, 253, what)
 
 
 def quote(text: str) -> str:
