@@ -134,13 +134,19 @@ class Worker:
     def _has_room(self) -> bool:
         return len(self._ready) < self._plan.max_in_flight and self._room() > 0
 
+    @property
+    def _prefetch(self) -> int:
+        # Buffer no more than one in-flight window ahead: with many busy Triggers, a full store
+        # batch per worker would hold hundreds of events each in memory.
+        return min(self._batch, self._plan.max_in_flight)
+
     def _room(self) -> int:
-        return self._plan.max_in_flight + self._batch - len(self._known) + len(self._done)
+        return self._plan.max_in_flight + self._prefetch - len(self._known) + len(self._done)
 
     async def _fetch(self) -> None:
         if self._drained or not self._has_room():
             return
-        limit = min(self._batch, self._room())
+        limit = min(self._prefetch, self._room())
         generation = self._generation
         found = await self._store.pending(self._plan.name, self._high_water, limit)
         for delivery in found:
