@@ -1,0 +1,139 @@
+"""What a suite run does: the scenario knobs of a full and a ``--quick`` run, and where output goes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Backend = Literal["sqlite", "memory"]
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
+BENCH = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """Durations (seconds), rates (events/s) and sizes of each scenario."""
+
+    step_seconds: float
+    """Length of one open-loop step (S1, S3, S5)."""
+    warmup_seconds: float
+    """Open-loop warm-up at :attr:`warmup_rate` before a target's first step (not reported)."""
+    warmup_rate: float
+    drain_seconds: float
+    """Longest wait after a step for deliveries still under way."""
+    rates: tuple[float, ...]
+    """S1 rate steps; stepping stops at the first step that is not sustained."""
+    latency_rate: float
+    """S1's latency point (the issue's 1,000 ev/s), and the rate of the extra payload steps."""
+    payloads: tuple[int, ...]
+    """S1 payloads besides 1 KiB, measured at :attr:`latency_rate`."""
+    soak_seconds: float
+    soak_bucket: float
+    """S2 p99 drift is the p99 of the last bucket of this many seconds against the first."""
+    fanout_triggers: tuple[int, ...]
+    fanout_shapes: tuple[str, ...]
+    fanout_rate: float
+    """S3 ingress rate of the fixed steps, lowered so deliveries stay within :attr:`fanout_budget`."""
+    fanout_budget: float
+    fanout_offered: float
+    """Deliveries/s offered by the S3 all-match saturation step (above the 6,000 target)."""
+    trigger_counts: tuple[int, ...]
+    idle_seconds: float
+    """S4: seconds without events over which idle CPU is read; longer than any periodic work in
+    Weir (5 s polls), or a burst of it may fall outside the window."""
+    retry_rate: float
+    """S5 events/s: each goes to 10 Triggers, so 10 × this must stay well within one core."""
+    retry_variants: tuple[str, ...]
+    wrk_seconds: int
+    wrk_connections: tuple[int, ...]
+    cold_repeats: int
+    profile_seconds: float
+    """py-spy recording at a failing point; 0 turns profiling off."""
+
+
+FULL = Profile(
+    step_seconds=12.0,
+    warmup_seconds=4.0,
+    warmup_rate=200.0,
+    drain_seconds=8.0,
+    rates=(250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 4000.0),
+    latency_rate=1000.0,
+    payloads=(100, 8192),
+    soak_seconds=300.0,
+    soak_bucket=30.0,
+    fanout_triggers=(1, 10, 100, 1000),
+    fanout_shapes=("all", "one", "tenth"),
+    fanout_rate=500.0,
+    fanout_budget=2000.0,
+    fanout_offered=8000.0,
+    trigger_counts=(0, 1000, 10000),
+    idle_seconds=10.0,
+    retry_rate=60.0,
+    retry_variants=("503", "hang"),
+    wrk_seconds=8,
+    wrk_connections=(16, 64),
+    cold_repeats=3,
+    profile_seconds=8.0,
+)
+
+QUICK = Profile(
+    step_seconds=2.0,
+    warmup_seconds=0.5,
+    warmup_rate=200.0,
+    drain_seconds=3.0,
+    rates=(1000.0,),
+    latency_rate=1000.0,
+    payloads=(),
+    soak_seconds=20.0,
+    soak_bucket=5.0,
+    fanout_triggers=(1, 50),
+    fanout_shapes=("all", "one"),
+    fanout_rate=500.0,
+    fanout_budget=2000.0,
+    fanout_offered=8000.0,
+    trigger_counts=(0, 500),
+    idle_seconds=1.0,
+    retry_rate=50.0,
+    retry_variants=("503",),
+    wrk_seconds=2,
+    wrk_connections=(64,),
+    cold_repeats=1,
+    profile_seconds=0.0,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuiteConfig:
+    scenarios: tuple[str, ...]
+    backend: Backend
+    quick: bool
+    profile: Profile
+    out_dir: Path
+    """Where ``<date>.json``, the plot and the processes' logs go."""
+    results_md: Path | None
+    """The Markdown file whose sections are rewritten; ``None`` writes none."""
+    command: str
+    """The command line, as the results state it."""
+    weir_ref: str | None = None
+    """Measure Weir as of this git revision (exported) instead of the working tree."""
+    from_results: Path | None = None
+    """Measure nothing: publish this results file (plot and sections) again."""
+
+    @property
+    def tag(self) -> str:
+        """Suffix of output names, so a quick run never overwrites a full run's files."""
+        return "-quick" if self.quick else ""
+
+
+def with_overrides(
+    profile: Profile, *, rates: tuple[float, ...] | None, step_seconds: float | None
+) -> Profile:
+    """``profile`` with the command line's ``--rates`` / ``--step-seconds`` applied."""
+    changes: dict[str, object] = {}
+    if rates:
+        changes["rates"] = rates
+    if step_seconds:
+        changes["step_seconds"] = step_seconds
+    return dataclasses.replace(profile, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,136 @@
+"""S3: fan-out with N = 1, 10, 100, 1,000 Triggers: all match, one matches, or N/10 match.
+
+Each (N, matching) pair gets its own Weir. A *fixed* step offers ``min(fanout_rate, budget / matching)``
+events/s, so deliveries stay within what one core can do and loss, latency (per delivery, and from
+send to the *last* delivery of an event) and CPU per delivery are comparable. With every Trigger
+matching and N >= 10, a *saturation* step then offers more deliveries than the 6,000/s target; its
+deliveries/s are those that reached the sink during the schedule (the backlog is not waited for).
+
+The cost of Triggers that do not match is the CPU per event with N Triggers of which one matches,
+against one Trigger alone, at the same rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bench.suite import profiler
+from bench.suite.checks import Outcome, at_least, at_most, get
+from bench.suite.context import Ctx
+from bench.suite.render import Column, table
+from bench.suite.step import Step, measure, warm_up
+from bench.suite.targets import Sut, fanout, weir
+
+TITLE = "S3: fan-out (issue 3)"
+DELIVERIES_TARGET = 6000.0
+COLUMNS: tuple[Column, ...] = (
+    ("Triggers", "triggers", ",d"),
+    ("matching", "matches", ",d"),
+    ("step", "step", ""),
+    ("offered ev/s", "offered", ",.1f"),
+    ("offered deliveries/s", "offered_deliveries", ",.0f"),
+    ("deliveries/s", "deliveries_per_s", ",.0f"),
+    ("loss", "loss", ",d"),
+    ("dup", "dup", ",d"),
+    ("p50 ms", "p50", ".2f"),
+    ("p99 ms", "p99", ".2f"),
+    ("last-delivery p99 ms", "last_p99", ".2f"),
+    ("SUT CPU µs/event", "sut_cpu_us_per_event", ",.0f"),
+    ("SUT CPU µs/delivery", "cpu_us_per_delivered", ",.0f"),
+    ("RSS MB", "rss_mb", ".0f"),
+    ("SUT core busy", "sut_core_busy", "pct"),
+    ("load core busy", "load_core_busy", "pct"),
+)
+
+
+def matching(n: int, shape: str) -> int:
+    return {"all": n, "one": 1, "tenth": max(1, n // 10)}[shape]
+
+
+def _finish(record: dict[str, Any], n: int, step: str) -> dict[str, Any]:
+    record["triggers"] = n
+    record["step"] = step
+    record["offered_deliveries"] = record["offered"] * record["matches"]
+    share, delivered = record["sut_cpu_share"], record["deliveries_per_s"]
+    record["cpu_us_per_delivered"] = share / delivered * 1e6 if delivered else None
+    return record
+
+
+async def _config(ctx: Ctx, sut: Sut, n: int, m: int, profile_it: bool) -> tuple[list[dict[str, Any]], Any]:
+    p = ctx.profile
+    await warm_up(ctx, sut.url, rate=min(p.warmup_rate, p.fanout_budget / m / 2), matches=m)
+    rate = min(p.fanout_rate, p.fanout_budget / m)
+    fixed = Step(scenario="S3", target="weir", url=sut.url, pid=sut.pid, rate=rate, seconds=p.step_seconds,
+                 matches=m)
+    records = [_finish(await measure(ctx, fixed), n, "fixed")]
+    summary = None
+    if m == n and n >= 10:
+        over = Step(scenario="S3", target="weir", url=sut.url, pid=sut.pid, rate=p.fanout_offered / n,
+                    seconds=p.step_seconds, matches=m, drain=False)
+        records.append(_finish(await measure(ctx, over), n, "saturation"))
+        if profile_it and records[-1]["deliveries_per_s"] < DELIVERIES_TARGET:
+            assert sut.pid is not None
+            out = ctx.logs / f"s3-weir-{n}-all.pyspy.txt"
+            again = Step(scenario="S3-profile", target="weir", url=sut.url, pid=sut.pid, rate=over.rate,
+                         seconds=p.profile_seconds, matches=m, drain=False)
+            summary, _ = await asyncio.gather(profiler.record(sut.pid, p.profile_seconds, out),
+                                              measure(ctx, again))
+    return records, summary
+
+
+async def run(ctx: Ctx) -> Outcome:
+    p = ctx.profile
+    out = Outcome(scenario="S3", title=TITLE)
+    done: set[tuple[int, int]] = set()
+    profile_n = 100 if 100 in p.fanout_triggers else max(p.fanout_triggers)
+    for n in p.fanout_triggers:
+        for shape in p.fanout_shapes:
+            m = matching(n, shape)
+            if (n, m) in done:
+                continue
+            done.add((n, m))
+            async with weir(ctx, fanout(ctx.sink, n, m), name=f"s3-weir-{n}-{m}") as sut:
+                records, summary = await _config(ctx, sut, n, m, bool(p.profile_seconds) and n == profile_n)
+            out.records.extend(records)
+            if summary is not None:
+                out.profiles[f"Weir, {n} Triggers all matching, saturated"] = summary
+
+    def find(n: int, m: int, step: str = "fixed") -> dict[str, Any] | None:
+        wanted = (n, m, step)
+        return next((r for r in out.records if (r["triggers"], r["matches"], r["step"]) == wanted), None)
+
+    ctx.shared["S3.all"] = out.records
+    saturation = [r for r in out.records if r["step"] == "saturation"]
+    best = max(saturation, key=lambda r: r["deliveries_per_s"], default=None)
+    alone, many = find(1, 1), find(max(p.fanout_triggers), 1)
+    a, b = get(alone, "sut_cpu_us_per_event"), get(many, "sut_cpu_us_per_event")
+    added = (b / a - 1) * 100 if a and b is not None and many is not alone else None
+    n_max = max(p.fanout_triggers)
+    per_trigger = (b - a) / (n_max - 1) if a is not None and b is not None and n_max > 1 else None
+    out.summary = {
+        "best_all_match_deliveries_per_s": get(best, "deliveries_per_s"),
+        "best_all_match_triggers": best["triggers"] if best else None,
+        "nonmatching_added_cpu_pct": added,
+        "cpu_us_per_nonmatching_trigger": per_trigger,
+    }
+    b2 = next((r for r in ctx.shared.get("S1.b2", []) if r["offered"] == p.latency_rate), None)
+    out.baselines = {
+        "Weir with 1 Trigger at the same rate, CPU µs/event": a if a is not None else "not measured",
+        "B2 (bare relay: ingress, store, one POST) CPU µs/event in S1": get(b2, "sut_cpu_us_per_event")
+        or "S1 not run",
+    }
+    out.ratios = {f"CPU/event, {n_max:,} Triggers (1 matching) / 1 Trigger": b / a if a and b else None}
+    out.checks = [
+        at_least("S3 all-match fan-out", get(best, "deliveries_per_s"), DELIVERIES_TARGET, "deliveries/s"),
+        at_most(f"S3 CPU added per event by {n_max - 1:,} non-matching Triggers", added, 5.0, "%"),
+    ]
+    out.body.append(table(out.records, COLUMNS))
+    if per_trigger is not None and a is not None and b is not None:
+        if per_trigger >= 0:
+            out.notes.append(f"Each non-matching Trigger costs {per_trigger:.3f} µs of CPU per event "
+                             f"({n_max - 1:,} of them: {b - a:.0f} µs).")
+        else:
+            out.notes.append(f"No measurable cost of non-matching Triggers: with {n_max:,} Triggers Weir "
+                             f"used {a - b:.0f} µs less CPU per event than with one (noise).")
+    return out
