@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -162,6 +163,9 @@ async def run(config: RunConfig) -> int:
                 print(problem, file=sys.stderr)
             return 2
         applied = True
+        # The loaded configuration lives as long as the process: keep it out of every future
+        # garbage collection (with 10,000 Triggers full collections paused the loop for ~1 s).
+        gc.freeze()
 
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes no "started" event, only a flag.

@@ -55,6 +55,10 @@ class HttpSender:
                 # Events are delivered byte-for-byte; no cookies or compression negotiation.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
+                # Without a Content-Type (event without datacontenttype) aiohttp would add
+                # application/octet-stream, which the receiver would read as the event's
+                # datacontenttype. Set once here: per request it costs a set build each time.
+                skip_auto_headers=("Content-Type",),
             )
         return self._session
 
@@ -103,11 +107,7 @@ class HttpSender:
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
         session = self._client()
-        # Without a Content-Type (event without datacontenttype) aiohttp would add
-        # application/octet-stream, which the receiver would read as the event's datacontenttype.
-        async with session.post(
-            url, data=body, headers=headers, skip_auto_headers=("Content-Type",), allow_redirects=False
-        ) as resp:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             received = {k.lower(): v for k, v in resp.headers.items()}
             reply = resp.status == 200 and has_event(received)
             content = await self._read(resp)

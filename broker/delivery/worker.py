@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from collections.abc import Callable
 
@@ -126,7 +127,8 @@ class Worker:
             self._launch()
             if self._drained or not self._has_room():
                 try:
-                    async with asyncio.timeout(POLL_INTERVAL):
+                    # Jittered so thousands of idle workers do not all query the store at once.
+                    async with asyncio.timeout(POLL_INTERVAL * (0.5 + random.random())):
                         await self._wake.wait()
                 except TimeoutError:
                     self._drained = False
