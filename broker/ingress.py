@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from broker.bindings import http as ce_http
@@ -59,7 +59,7 @@ class _Reject(Exception):
         self.headers = headers or []
 
 
-class _Disconnected(Exception):
+class Disconnected(Exception):
     """The client went away before the body was complete; nothing can be answered."""
 
 
@@ -83,7 +83,7 @@ class IngressApp:
         except _Reject as reject:
             status, headers = reject.status, [_TEXT, *reject.headers]
             body = reject.reason.encode() + b"\n"
-        except _Disconnected:
+        except Disconnected:
             return
         except Exception:
             logger.exception("ingress failed on %s %s", scope.get("method"), scope.get("path"))
@@ -97,9 +97,9 @@ class IngressApp:
         if method != "POST":
             raise _Reject(405, f"method {method} not allowed; use POST", [_ALLOW])
         log = self._log_for(scope["path"])
-        headers = _headers(scope)
-        body = await self._read_body(headers, receive)
         try:
+            headers = request_headers(scope)
+            body = await read_body(headers, receive, self._max_bytes)
             events = ce_http.decode(headers, body)
             await self._ingest.accept(log, events)
         except (InvalidEvent, TTLExhausted) as exc:
@@ -123,38 +123,48 @@ class IngressApp:
             raise _Reject(404, f"Broker {parts[1]}/{parts[2]} not found")
         return log
 
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        """The whole request body; rejects with 413 as soon as it is known to be too large."""
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise _Reject(400, f"invalid Content-Length {declared!r}")
-            if int(declared) > self._max_bytes:
-                raise _Reject(413, f"body of {declared} bytes exceeds the limit of {self._max_bytes} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise _Reject(413, f"body exceeds the limit of {self._max_bytes} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+async def read_body(headers: Mapping[str, str], receive: Receive, max_bytes: int) -> bytes:
+    """The whole request body, refused as soon as it is known to be larger than ``max_bytes``.
+
+    Raises :class:`~broker.errors.InvalidEvent` for a malformed Content-Length,
+    :class:`~broker.errors.EventTooLarge` past the limit (declared or streamed), and
+    :class:`Disconnected` when the client left before the body was complete.
+    """
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidEvent(f"invalid Content-Length {declared!r}")
+        if int(declared) > max_bytes:
+            raise EventTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > max_bytes:
+                raise EventTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name (ASGI gives them lower-cased), values as ISO-8859-1."""
+def request_headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (ASGI gives them lower-cased), values as ISO-8859-1.
+
+    A repeated ``ce-*``, Content-Type or Content-Length header would make the event ambiguous:
+    :class:`~broker.errors.InvalidEvent`.
+    """
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")
         if name in headers and (name in _SINGLE_HEADERS or name.startswith("ce-")):
-            raise _Reject(400, f"header {name} appears more than once")
+            raise InvalidEvent(f"header {name} appears more than once")
         headers[name] = raw_value.decode("latin-1")
     return headers
 

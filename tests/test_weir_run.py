@@ -86,6 +86,13 @@ async def test_examples_print_a_posted_event(tmp_path: Path, weirs: list[WeirPro
     assert '"hello": "weir"' in out
     assert "knativearrivaltime:" in out
 
+    sink = f"{weir.url}/sinks/default/event-display"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(sink, data=b"x" * (2 << 20), headers={"ce-specversion": "1.0"}) as big:
+            assert big.status == 413
+        async with session.post(sink, data=b"{}", headers={"ce-specversion": "1.0"}) as bad:
+            assert bad.status == 400 and "missing required attribute" in await bad.text()
+
     code, table, err = await cli("get", "brokers", "--server", weir.url)
     assert code == 0, err
     assert "default" in table and f"{weir.url}/default/default" in table and "True" in table

@@ -98,7 +98,7 @@ async def run(config: RunConfig) -> int:
         max_events=config.store_max_events,
         max_bytes=config.store_max_bytes,
     )
-    sinks = SinkRegistry(base_url)
+    sinks = SinkRegistry(base_url, max_event_bytes=config.max_event_bytes)
     sender = LocalSender(HttpSender(default_timeout=config.delivery_timeout), sinks)
     ingest = Ingest(store)
     dispatcher = Dispatcher(

@@ -29,8 +29,9 @@ import orjson
 
 from broker.bindings import http as binding
 from broker.delivery.sender import Response, Sender
-from broker.errors import InvalidEvent
+from broker.errors import EventTooLarge, InvalidEvent
 from broker.event import Event, canonical
+from broker.ingress import Disconnected, read_body, request_headers
 
 log = logging.getLogger("weir.sinks")
 
@@ -93,8 +94,9 @@ class LogSink:
 class SinkRegistry:
     """The in-process sinks of this Weir, by URL path ``/sinks/<namespace>/<name>``."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, max_event_bytes: int = 1 << 20) -> None:
         self.base_url = base_url.rstrip("/")
+        self._max_bytes = max_event_bytes
         self._sinks: dict[tuple[str, str], LogSink] = {}
 
     def url_for(self, namespace: str, name: str) -> str | None:
@@ -116,7 +118,8 @@ class SinkRegistry:
         return self._sinks.get((parts[0], parts[1]))
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """ASGI app for ``POST /sinks/<namespace>/<name>``: 202 on a valid event, 400/404/405 otherwise."""
+        """ASGI app for ``POST /sinks/<namespace>/<name>``: 202 on a valid event, 400/404/405/413
+        otherwise; the body is read and limited exactly as the Broker ingress does."""
         sink = self._lookup_path(scope["path"][len("/sinks/") :])
         if sink is None:
             await _reply(send, 404, b"no such sink\n")
@@ -124,17 +127,16 @@ class SinkRegistry:
         if scope["method"] != "POST":
             await _reply(send, 405, b"method not allowed\n", [(b"allow", b"POST")])
             return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            events = binding.decode(headers, b"".join(chunks))
+            headers = request_headers(scope)
+            events = binding.decode(headers, await read_body(headers, receive, self._max_bytes))
         except InvalidEvent as exc:
             await _reply(send, 400, f"{exc}\n".encode())
+            return
+        except EventTooLarge as exc:
+            await _reply(send, 413, f"{exc}\n".encode())
+            return
+        except Disconnected:
             return
         for event in events:
             sink.receive(event)
