@@ -35,9 +35,7 @@ class WeirApp:
         self._webhooks = webhooks
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self._admin(scope, receive, send)
+        if scope["type"] != "http":  # uvicorn runs with lifespan="off"; no websockets
             return
         path: str = scope["path"]
         if path.startswith("/apis/") or path in _ADMIN_EXACT:

@@ -158,9 +158,7 @@ class ControlPlane:
                 conditions.append(_condition("DeadLetterSinkResolved", True))
             except UnresolvedDestination as exc:
                 conditions.append(_condition("DeadLetterSinkResolved", False, "Unresolved", str(exc)))
-        ready = all(c["status"] == "True" for c in conditions)
-        failing = next((c for c in conditions if c["status"] != "True"), None)
-        conditions.insert(0, _ready(ready, failing))
+        conditions.insert(0, _ready(conditions))
         st["conditions"] = conditions
         return st
 
@@ -199,11 +197,9 @@ class ControlPlane:
             conditions.append(_condition("DeadLetterSinkResolved", False, "Unresolved", str(exc)))
         name = f"{trigger.namespace}/{trigger.name}"
         flt = compile_trigger_filter(trigger.filter_, trigger.filters, trigger=name)
-        ready = all(c["status"] == "True" for c in conditions)
-        failing = next((c for c in conditions if c["status"] != "True"), None)
-        conditions.insert(0, _ready(ready, failing))
+        conditions.insert(0, _ready(conditions))
         st["conditions"] = conditions
-        if not ready or subscriber is None or spec is None:
+        if conditions[0]["status"] != "True" or subscriber is None or spec is None:
             return None, None, st
         plan = SubscriptionPlan(
             name=name,
@@ -270,7 +266,9 @@ class ControlPlane:
         return [obj for obj in found if obj is not None]
 
 
-def _ready(ready: bool, failing: dict[str, str] | None) -> dict[str, str]:
-    if ready or failing is None:
+def _ready(conditions: list[dict[str, str]]) -> dict[str, str]:
+    """The ``Ready`` condition: True when every other condition is, else the first failing one's reason."""
+    failing = next((c for c in conditions if c["status"] != "True"), None)
+    if failing is None:
         return _condition("Ready", True)
     return _condition("Ready", False, failing.get("reason", "NotReady"), failing.get("message", ""))
