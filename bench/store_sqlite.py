@@ -66,7 +66,7 @@ async def pipeline(store: SqliteStore, backlog: int) -> float:
     async def worker() -> None:
         nonlocal finished
         while finished < backlog:
-            batch = await store.pending(SUBSCRIPTION, 0, BATCH)
+            batch = await store.claim(SUBSCRIPTION, BATCH)
             if not batch:
                 await asyncio.sleep(0.0005)  # the store offers no wait on pending deliveries
                 continue

@@ -12,7 +12,7 @@ import pytest
 from broker.store.base import EventStore
 from broker.store.memory import MemoryStore
 from broker.store.sqlite import SqliteStore
-from tests.store_contract import Backend, StoreContract
+from tests.store_contract import Backend, SharedStoreContract, StoreContract
 
 
 def memory(place: Path, *, max_events: int | None = None, max_bytes: int | None = None) -> EventStore:
@@ -34,5 +34,5 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return BACKENDS[request.param]
 
 
-class TestStoreContract(StoreContract):
+class TestStoreContract(StoreContract, SharedStoreContract):
     pass

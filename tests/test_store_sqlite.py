@@ -147,7 +147,7 @@ async def test_unusable_file_is_store_unavailable(tmp_path: Path, kind: str) -> 
     await store.close()
 
 
-@pytest.mark.parametrize("operation", ["append", "route", "finish", "read", "pending", "dead_letters"])
+@pytest.mark.parametrize("operation", ["append", "route", "finish", "read", "claim", "dead_letters"])
 async def test_closed_store_is_unavailable(tmp_path: Path, operation: str) -> None:
     store = SqliteStore(path=tmp_path / "weir.db")
     await store.open()
@@ -158,7 +158,7 @@ async def test_closed_store_is_unavailable(tmp_path: Path, operation: str) -> No
         "route": lambda: store.route(LOG, 1, []),
         "finish": lambda: store.finish("ns/a", [1]),
         "read": lambda: store.read(LOG, 0, 10),
-        "pending": lambda: store.pending("ns/a", 0, 10),
+        "claim": lambda: store.claim("ns/a", 10),
         "dead_letters": lambda: store.dead_letters(LOG),
     }
     with pytest.raises(StoreUnavailable):
@@ -215,7 +215,9 @@ def test_store_urls(tmp_path: Path, url: str | None, path: str | None) -> None:
         assert store.path == Path(path.format(tmp=tmp_path))
 
 
-@pytest.mark.parametrize("url", ["nats://localhost:4222", "kafka://x", "sqlite://", "memory://x", "weir.db"])
+@pytest.mark.parametrize(
+    "url", ["redis://localhost:6379", "nats://", "kafka://", "sqlite://", "memory://x", "weir.db"]
+)
 def test_unsupported_store_url(tmp_path: Path, url: str) -> None:
     with pytest.raises(ValueError, match="memory://"):
         open_store(url, data_dir=str(tmp_path))

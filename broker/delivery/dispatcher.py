@@ -77,6 +77,9 @@ class Dispatcher:
     async def start(self) -> None:
         """Start routing and delivering the plan applied so far (pending deliveries resume)."""
         async with self._lock:
+            if not self._running:
+                # Deliveries routed by another dispatcher process wake the matching worker.
+                self._store.watch(self._notify)
             self._running = True
             await self._reconcile()
 

@@ -1,6 +1,8 @@
 """One Broker's router: turns newly accepted events into pending deliveries.
 
-Loop: :meth:`EventStore.wait` for entries after the cursor, :meth:`EventStore.read` a batch,
+Loop: check :meth:`EventStore.lease` (on a shared store only one dispatcher process routes a
+log at a time; the others wait and re-read the cursor once they hold it), :meth:`EventStore.wait`
+for entries after the cursor, :meth:`EventStore.read` a batch,
 ask the :class:`~broker.routing.Matcher` which subscriptions want each event, record them with
 one atomic :meth:`EventStore.route` (which also moves the cursor), then wake the workers of the
 subscriptions that got deliveries. Each Trigger is evaluated exactly once per event (reference
@@ -24,6 +26,8 @@ WAIT_TIMEOUT = 1.0
 """Seconds one :meth:`EventStore.wait` may block; bounds how long a plan change waits to apply."""
 ERROR_PAUSE = 1.0
 """Seconds to pause after a store error before reading again."""
+LEASE_POLL = 0.5
+"""Seconds between lease checks while another process routes this log."""
 IDLE_PAUSE = 0.05
 """Pause when ``wait`` returned early with nothing to read (e.g. a closed store), against spinning."""
 
@@ -65,6 +69,10 @@ class Router:
         cursor: int | None = None
         while True:
             try:
+                if not await self._store.lease(log_name):
+                    cursor = None  # the holder moves it; read it again once the lease is ours
+                    await asyncio.sleep(LEASE_POLL)
+                    continue
                 if cursor is None:
                     cursor = await self._store.cursor(log_name)
                 started = loop.time()
@@ -107,7 +115,13 @@ class Router:
                 if name in wanted:
                     deliveries.append((entry.seq, name))
         upto = entries[-1].seq
-        await self._store.route(plan.log, upto, deliveries)
-        if deliveries:
-            self._notify({name for _, name in deliveries})
+        names = {name for _, name in deliveries}
+        ordered = [name for name in names if wanted[name].ordered]
+        if names:
+            # A store may make deliveries claimable before its route commits (SQLite does): the
+            # workers run at the route's first await. The second notice is the one that counts.
+            self._notify(names)
+        await self._store.route(plan.log, upto, deliveries, ordered=ordered)
+        if names:
+            self._notify(names)
         return upto

@@ -1,16 +1,18 @@
 """One subscription's worker: fetches its pending deliveries and runs them, bounded and ordered.
 
-* Deliveries are fetched in batches after a high-water ``seq`` (every pending delivery at or
-  below it is already buffered, in flight, or finished), when the router signals new ones,
-  and every :data:`POLL_INTERVAL` seconds as a safety net.
+* Deliveries are claimed from the store in batches (:meth:`EventStore.claim`: nobody else is
+  given them while this worker holds them) when the router or the store signals new ones, and
+  every :data:`POLL_INTERVAL` seconds as a safety net.
 * At most ``SubscriptionPlan.max_in_flight`` deliveries run at once; at most ``batch`` more are
   buffered in memory.
 * Ordered subscriptions: deliveries sharing a ``partitionkey`` value (events without one share a
   single key) run one after another in ``seq`` order; the next starts only once the previous
   has a final outcome. Different keys run in parallel.
 * Final outcomes are written back with one :meth:`EventStore.finish` per loop turn.
-* If the store cannot record a dead letter, that delivery is fetched again after a pause (its
-  order relative to later events of the same key is then no longer kept).
+* If the store cannot record a dead letter, that delivery is released and claimed again after
+  a pause (its order relative to later events of the same key is then no longer kept).
+* On stop, deliveries claimed but not finished are released, so another process (or the next
+  start) delivers them.
 """
 
 from __future__ import annotations
@@ -55,9 +57,8 @@ class Worker:
         self._batch = batch
         self.stats = stats
         self._courier = courier(lambda: self._plan)
-        self._high_water = 0
         self._known: set[int] = set()
-        """Seqs buffered, in flight, or finished but not yet written back: never fetched twice."""
+        """Seqs claimed: buffered, in flight, or finished but not yet written back."""
         self._ready: deque[tuple[Delivery, object]] = deque()
         """Deliveries to start, each with its ordering key (``None`` when unordered)."""
         self._blocked: dict[object, deque[tuple[Delivery, object]]] = {}
@@ -106,9 +107,12 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self._flush()
+            unfinished = sorted(self._known)
+            if unfinished:
+                await self._store.release(self._plan.name, unfinished)
         except StoreError as exc:
-            log.error("could not record %d finished deliveries of %s: %s (they will be redelivered)",
-                      len(self._done), self._plan.name, exc)
+            log.error("could not record the outcome of %d claimed deliveries of %s: %s "
+                      "(they will be redelivered)", len(self._known), self._plan.name, exc)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -150,9 +154,8 @@ class Worker:
             return
         limit = min(self._prefetch, self._room())
         generation = self._generation
-        found = await self._store.pending(self._plan.name, self._high_water, limit)
+        found = await self._store.claim(self._plan.name, limit, ordered=self._plan.ordered)
         for delivery in found:
-            self._high_water = max(self._high_water, delivery.seq)
             if delivery.seq not in self._known:
                 self._known.add(delivery.seq)
                 self._enqueue(delivery)
@@ -194,13 +197,21 @@ class Worker:
             self._tasks.pop(delivery.seq, None)
             self.stats.in_flight = len(self._tasks)
             self._release(key)
+            if key is not None:
+                # A shared store hands out an ordered subscription's deliveries one at a time,
+                # so a short claim did not mean there were no more.
+                self._drained = False
             self._wake.set()
 
     async def _retry_later(self, seq: int) -> None:
         # Holding the slot for a moment keeps a persistent failure from spinning.
         await asyncio.sleep(STORE_PAUSE)
+        try:
+            await self._store.release(self._plan.name, [seq])
+        except StoreError as exc:
+            log.warning("could not release %s seq %d: %s", self._plan.name, seq, exc)
+            return
         self._known.discard(seq)
-        self._high_water = min(self._high_water, seq - 1)
         self._drained = False
 
     def _release(self, key: object) -> None:

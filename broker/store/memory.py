@@ -13,13 +13,15 @@ exit or crash. Semantics otherwise match the durable stores (the contract suite 
   an event is ``len(data)`` plus the length of its attribute dict encoded as JSON by orjson
   (types preserved). An append that would exceed ``max_events`` or ``max_bytes`` raises
   :class:`~broker.errors.StoreFull` (``retry_after=1.0``) and stores nothing.
+* Claims are held in memory (:mod:`broker.store.claims`) and end at close; the lease of every
+  log is always this handle's.
 * :meth:`MemoryStore.close` wakes every :meth:`MemoryStore.wait` at once. The contents outlive
   ``close``: opening the same instance again carries on where it stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -27,6 +29,7 @@ import orjson
 from broker.errors import InvalidEvent, StoreFull
 from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
+from broker.store.claims import Claims
 from broker.store.signal import LogSignal
 
 FULL_RETRY_AFTER = 1.0
@@ -77,6 +80,7 @@ class MemoryStore:
         self._pending_count = 0
         self._dead_count = 0
         self._signal = LogSignal()
+        self._claims = Claims()
         self._closed = False
 
     async def open(self) -> None:
@@ -84,6 +88,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._closed = True
+        self._claims.clear()
         self._signal.notify_all()
 
     async def append(self, log: str, events: Sequence[Event]) -> None:
@@ -133,7 +138,9 @@ class MemoryStore:
         state = self._logs.get(log)
         return 0 if state is None else state.cursor
 
-    async def route(self, log: str, upto: int, deliveries: Sequence[tuple[int, str]]) -> None:
+    async def route(
+        self, log: str, upto: int, deliveries: Sequence[tuple[int, str]], *, ordered: Collection[str] = ()
+    ) -> None:
         state = self._log(log)
         check_route(log, state.last_seq, upto, deliveries)
         previous = state.cursor
@@ -150,20 +157,25 @@ class MemoryStore:
         state.cursor = upto
         self._prune(state, range(previous + 1, upto + 1))
 
-    async def pending(self, subscription: str, after: int, limit: int) -> Sequence[Delivery]:
+    async def claim(self, subscription: str, limit: int, *, ordered: bool = False) -> Sequence[Delivery]:
         queue = self._pending.get(subscription)
         if not queue or limit <= 0:
             return []
-        out: list[Delivery] = []
+        after, count = self._claims.scan(subscription, limit)
+        found: list[Delivery] = []
         for seq, log in queue.items():
             if seq > after:
                 event = self._logs[log].entries[seq].event
-                out.append(Delivery(log=log, subscription=subscription, seq=seq, event=event))
-                if len(out) == limit:
+                found.append(Delivery(log=log, subscription=subscription, seq=seq, event=event))
+                if len(found) == count:
                     break
-        return out
+        return self._claims.take(subscription, found, limit)
+
+    async def release(self, subscription: str, seqs: Sequence[int]) -> None:
+        self._claims.release(subscription, seqs)
 
     async def finish(self, subscription: str, seqs: Sequence[int]) -> None:
+        self._claims.end(subscription, seqs)
         queue = self._pending.get(subscription)
         if not queue:
             return
@@ -191,6 +203,13 @@ class MemoryStore:
         queue = self._pending.get(subscription)
         if queue:
             await self.finish(subscription, list(queue))
+        self._claims.drop(subscription)
+
+    async def lease(self, log: str) -> bool:
+        return True
+
+    def watch(self, notify: Callable[[Collection[str]], None]) -> None:
+        """One process routes and claims: the router wakes its workers itself."""
 
     async def stats(self) -> StoreStats:
         return StoreStats(events=self._events, bytes=self._bytes, pending=self._pending_count,

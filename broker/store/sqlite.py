@@ -5,34 +5,35 @@ Durability (fsync policy)
 The database runs in WAL mode and :meth:`SqliteStore.append` returns only after the transaction
 holding its events committed.
 
-* ``synchronous="full"`` (default): SQLite fsyncs the WAL at every commit, so an acknowledged
-  event (ingress 202) is on disk and survives a process crash and a power loss.
-* ``synchronous="normal"``: a commit reaches the OS but the WAL is fsynced only at checkpoints.
-  An acknowledged event survives a process crash, not a power loss or OS crash (which may lose
-  the last commits; the database is never corrupted).
+* ``synchronous="full"`` (default): an acknowledged event (ingress 202) is on disk and survives a
+  process crash and a power loss: a group of writes holding an append or a dead letter fsyncs the
+  WAL. Routes and finishes alone do not fsync; they become durable with the next fsync, so a
+  power loss can only undo them, which leads to a redelivery (at-least-once), never a loss.
+* ``synchronous="normal"``: commits reach the OS; the WAL is fsynced only at checkpoints. An
+  acknowledged event survives a process crash, not a power loss (the database stays intact).
 
-Concurrent writes (appends, routes, finishes...) are group-committed on one writer thread
-(:mod:`broker.store.sqlite_writer`): one transaction and one fsync per group. Reads run on a
-second thread with its own connection, which WAL lets proceed during a commit. The event loop
-never waits on a sqlite call.
+Writes are group-committed on one writer thread (:mod:`broker.store.sqlite_writer`): one
+transaction per group. Reads run on a second thread with its own connection (WAL lets them
+proceed during a commit); in the steady state there are none, because what was just appended
+and routed is served from memory (:mod:`broker.store.sqlite_hot`). The event loop never waits
+on a sqlite call.
 
 Semantics match :mod:`broker.store.memory` (seq +1 per event, route rules, size measure,
 limits). Each log's last seq is kept in the ``logs`` table, so seqs keep growing across restarts
-even when every event was pruned. Pruning happens inside the route/finish transaction (deleting
-a few rows by key is cheap next to the commit), so running totals loaded at open stay exact and
-a limit check costs no query. One process owns the file: :meth:`SqliteStore.wait` is woken in
-process, and :meth:`SqliteStore.close` (which commits every queued write first) wakes it at once.
+even when every event was pruned. Pruning happens inside the route/finish transaction, so running
+totals loaded at open stay exact and a limit check costs no query. One process owns the file:
+waits are woken in process, claims are held in memory (:mod:`broker.store.claims`), the lease of
+every log is always this handle's, and :meth:`SqliteStore.close` (which commits every queued
+write first) wakes waiters at once.
 ``sqlite3`` errors surface as :class:`~broker.errors.StoreUnavailable` (disk full:
 :class:`~broker.errors.StoreFull`), both retriable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -41,12 +42,18 @@ from broker.errors import StoreFull, StoreUnavailable
 from broker.event import Event
 from broker.store import sqlite_schema as sql
 from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
+from broker.store.claims import Claims
 from broker.store.memory import FULL_RETRY_AFTER, check_route, encode_attributes
 from broker.store.signal import LogSignal
+from broker.store.sqlite_hot import HotSet
+from broker.store.sqlite_reader import Reader
 from broker.store.sqlite_schema import LogState, Row
-from broker.store.sqlite_writer import Effect, GroupWriter, no_effect, store_error
+from broker.store.sqlite_writer import Effect, GroupWriter, no_effect
 
 T = TypeVar("T")
+
+LINGER = 0.002
+"""Seconds a route or finish may wait for an append to share its commit."""
 
 
 class SqliteStore:
@@ -59,17 +66,21 @@ class SqliteStore:
         max_events: int | None = None,
         max_bytes: int | None = None,
         synchronous: Literal["full", "normal"] = "full",
+        hot: HotSet | None = None,
     ) -> None:
+        """``hot``: the in-memory caches (default limits unless given)."""
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self._path = Path(path)
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._connect = partial(sql.connect, self._path, synchronous.upper())
+        self._synchronous = synchronous
         self._writer: GroupWriter | None = None
-        self._reader: ThreadPoolExecutor | None = None
-        self._rconn: sqlite3.Connection | None = None
+        self._reader: Reader | None = None
         self._signal = LogSignal()
+        self._claims = Claims()
+        self._hot = hot or HotSet()
         self._logs: dict[str, LogState] = {}
         self._events = self._bytes = self._reserved_events = self._reserved_bytes = 0
         self._pending = self._dead = 0
@@ -87,13 +98,13 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        writer = GroupWriter(self._connect)
+        writer = GroupWriter(self._connect, relax=self._synchronous == "full", linger=LINGER)
         try:
             snap = await writer.call(sql.setup)
         except BaseException:
             await writer.close()
             raise
-        self._writer, self._reader = writer, ThreadPoolExecutor(1, thread_name_prefix="weir-sqlite-reader")
+        self._writer, self._reader = writer, Reader(self._connect)
         self._logs, self._events, self._bytes = snap.logs, snap.events, snap.bytes
         self._pending, self._dead = snap.pending, snap.dead_letters
 
@@ -102,12 +113,11 @@ class SqliteStore:
         if writer is None or reader is None:
             return
         self._writer = self._reader = None
+        self._claims.clear()
+        self._hot.clear()
         self._signal.notify_all()
         await writer.close()
-        if self._rconn is not None:
-            await asyncio.get_running_loop().run_in_executor(reader, self._rconn.close)
-            self._rconn = None
-        reader.shutdown(wait=False)
+        await reader.close()
 
     async def append(self, log: str, events: Sequence[Event]) -> None:
         writer = self._open_writer()
@@ -117,7 +127,8 @@ class SqliteStore:
         for event in events:
             attrs = encode_attributes(event)
             rows.append((attrs, event.data, len(attrs) + (len(event.data) if event.data is not None else 0)))
-        count, size = len(rows), sum(row[2] for row in rows)
+        sizes = [row[2] for row in rows]
+        count, size = len(rows), sum(sizes)
         self._reserve(count, size)
 
         def job(conn: sqlite3.Connection) -> Effect:
@@ -128,6 +139,7 @@ class SqliteStore:
                 self._events += count
                 self._bytes += size
                 self._log(log).last_seq = last
+                self._hot.appended(log, last, events, sizes)
                 self._signal.notify(log)
 
             return effect
@@ -147,6 +159,9 @@ class SqliteStore:
         # in last_seq; reading them would let the router route past the end it knows. Seqs are
         # contiguous, so capping the count at last_seq is exact.
         limit = min(limit, state.last_seq - after)
+        cached = self._hot.read(log, after, limit)
+        if cached is not None:
+            return cached
         return await self._read(lambda conn: sql.select_entries(conn, log, after, limit))
 
     async def head(self, log: str) -> int:
@@ -157,7 +172,9 @@ class SqliteStore:
         state = self._logs.get(log)
         return 0 if state is None else state.cursor
 
-    async def route(self, log: str, upto: int, deliveries: Sequence[tuple[int, str]]) -> None:
+    async def route(
+        self, log: str, upto: int, deliveries: Sequence[tuple[int, str]], *, ordered: Collection[str] = ()
+    ) -> None:
         writer = self._open_writer()
         state = self._logs.get(log, LogState())
         check_route(log, state.last_seq, upto, deliveries)
@@ -177,18 +194,49 @@ class SqliteStore:
 
             return effect
 
-        await writer.write(job)
+        # The deliveries are claimable before the commit: a finish is queued behind this route,
+        # so it can never reach the database first. If the commit fails the router routes the
+        # same entries again; the queues of these subscriptions are dropped to avoid doubles.
+        names = self._hot.routed(log, state.cursor, upto, deliveries)
+        try:
+            # Not fsynced: a route lost in a power loss is routed again (the next append's
+            # fsync or a checkpoint makes it durable), so only a redelivery can follow.
+            await writer.write(job, durable=False)
+        except BaseException:
+            self._hot.committed(names, failed=True)
+            raise
+        self._hot.committed(names)
 
-    async def pending(self, subscription: str, after: int, limit: int) -> Sequence[Delivery]:
+    async def claim(self, subscription: str, limit: int, *, ordered: bool = False) -> Sequence[Delivery]:
         if limit <= 0:
             return []
-        return await self._read(lambda conn: sql.select_pending(conn, subscription, after, limit))
+        hot = self._hot.take(subscription, limit)
+        if hot is not None:
+            return self._claims.take(subscription, hot, limit)
+        generation = self._hot.generation(subscription)
+        after, count = self._claims.scan(subscription, limit)
+        found = await self._read(lambda conn: sql.select_pending(conn, subscription, after, count))
+        out = self._claims.take(subscription, found, limit)
+        self._hot.hold(subscription, out)
+        if len(found) < count:
+            # Every claimable delivery was in this window: the rest can be served from memory.
+            taken = {d.seq for d in out}
+            rest = [d for d in found if d.seq not in taken and not self._claims.holds(subscription, d.seq)]
+            self._hot.warm(subscription, rest, generation)
+        return out
+
+    async def release(self, subscription: str, seqs: Sequence[int]) -> None:
+        self._claims.release(subscription, seqs)
+        self._hot.release(subscription, seqs)
 
     async def finish(self, subscription: str, seqs: Sequence[int]) -> None:
         writer = self._open_writer()
         if seqs:
             wanted = list(seqs)
-            await writer.write(lambda conn: self._unpended(*sql.unpend(conn, subscription, wanted)))
+            await writer.write(lambda conn: self._unpended(*sql.unpend(conn, subscription, wanted)),
+                               durable=False)
+            self._claims.end(subscription, wanted)
+            self._hot.end(subscription, wanted)
 
     async def dead_letter(self, record: DeadLetter) -> None:
         writer = self._open_writer()
@@ -205,6 +253,8 @@ class SqliteStore:
             return effect
 
         await writer.write(job)
+        self._claims.end(record.subscription, (record.seq,))
+        self._hot.end(record.subscription, (record.seq,))
 
     async def dead_letters(self, log: str) -> Sequence[DeadLetter]:
         return await self._read(lambda conn: sql.select_dead_letters(conn, log))
@@ -212,6 +262,14 @@ class SqliteStore:
     async def forget(self, subscription: str) -> None:
         writer = self._open_writer()
         await writer.write(lambda conn: self._unpended(*sql.unpend(conn, subscription, None)))
+        self._claims.drop(subscription)
+        self._hot.drop(subscription)
+
+    async def lease(self, log: str) -> bool:
+        return True
+
+    def watch(self, notify: Callable[[Collection[str]], None]) -> None:
+        """One process owns the file: the router wakes its workers itself."""
 
     async def stats(self) -> StoreStats:
         return StoreStats(events=self._events, bytes=self._bytes, pending=self._pending,
@@ -253,16 +311,6 @@ class SqliteStore:
         return self._writer
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        reader = self._reader
-        if reader is None:
+        if self._reader is None:
             raise StoreUnavailable(f"the store at {self._path} is not open")
-
-        def run() -> T:
-            if self._rconn is None:
-                self._rconn = self._connect()
-            return query(self._rconn)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(reader, run)
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
+        return await self._reader.query(query)

@@ -6,6 +6,13 @@ cursors, wake-ups). Jobs submitted while a commit is in progress are queued and 
 next single transaction, so N concurrent writers cost one commit (one fsync) rather than N.
 Each caller resumes only after the transaction holding its job committed.
 
+A job is *durable* (the default) or not. With ``relax=True`` (the store runs
+``synchronous=FULL``), a group without a durable job commits with ``synchronous=NORMAL``: no
+fsync. WAL commits stay in order, so such a commit becomes durable with the next fsync (the next
+durable group, or a checkpoint); a power loss can undo it, never reorder or corrupt it.
+A group of non-durable jobs also waits up to ``linger`` seconds for a durable job to join it, so
+at moderate rates routes and finishes ride along with appends instead of costing a commit each.
+
 A failed transaction fails every job in it and keeps none of their writes. ``sqlite3`` errors
 are mapped here, at the boundary: ``SQLITE_FULL`` (disk full) to
 :class:`~broker.errors.StoreFull`, anything else to :class:`~broker.errors.StoreUnavailable`.
@@ -14,6 +21,7 @@ are mapped here, at the boundary: ``SQLITE_FULL`` (disk full) to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,13 +54,22 @@ class _Queued:
     release: Effect | None
     """Run on the loop when the job failed (e.g. give back a capacity reservation)."""
     future: asyncio.Future[None]
+    durable: bool
 
 
 class GroupWriter:
     """Owns the write connection and the one thread that uses it."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], *, relax: bool = False, linger: float = 0.0
+    ) -> None:
         self._connect = connect
+        self._relax = relax
+        self._linger = linger
+        self._urgent = asyncio.Event()
+        """Set when a durable job is queued: a lingering group commits at once."""
+        self._full = True
+        """Whether the connection currently runs synchronous=FULL (as opened)."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="weir-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._queue: list[_Queued] = []
@@ -76,10 +93,12 @@ class GroupWriter:
         except sqlite3.Error as exc:
             raise store_error(exc) from exc
 
-    async def write(self, job: Job, release: Effect | None = None) -> None:
+    async def write(self, job: Job, release: Effect | None = None, *, durable: bool = True) -> None:
         """Run ``job`` in the next group transaction; return once it committed and its effect ran."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(job, release, future))
+        self._queue.append(_Queued(job, release, future, durable))
+        if durable:
+            self._urgent.set()
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         # A cancelled caller cancels only its wait: the job stays queued and its effect still runs.
@@ -98,9 +117,17 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                if self._linger > 0 and not self._urgent.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._linger):
+                            await self._urgent.wait()
                 group, self._queue = self._queue, []
+                self._urgent.clear()
                 try:
-                    effects = await loop.run_in_executor(self._thread, self._commit, [q.job for q in group])
+                    durable = any(q.durable for q in group)
+                    effects = await loop.run_in_executor(
+                        self._thread, self._commit, [q.job for q in group], durable
+                    )
                 except BaseException as exc:
                     for queued in group:
                         if queued.release is not None:
@@ -119,11 +146,14 @@ class GroupWriter:
         finally:
             self._flusher = None
 
-    def _commit(self, jobs: list[Job]) -> list[Effect]:
+    def _commit(self, jobs: list[Job], durable: bool) -> list[Effect]:
         """Writer thread: run ``jobs`` in one transaction; all commit or none."""
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
+        if self._relax and durable != self._full:
+            conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._full = durable
         conn.execute("BEGIN IMMEDIATE")
         try:
             effects = [job(conn) for job in jobs]
