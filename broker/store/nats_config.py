@@ -1,0 +1,103 @@
+"""Configuration of the NATS store and the ``nats://`` URL that carries it.
+
+The URL's parameters are described in :mod:`broker.store.nats`; the stream configurations
+here are what the first process to need a stream creates it with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from nats.js import api
+
+from broker.store.nats_names import Names
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatsConfig:
+    """Where the store lives and how it behaves; see the module docstring for each field."""
+
+    servers: tuple[str, ...]
+    prefix: str = "weir"
+    replicas: int = 1
+    claim_lease: float = 30.0
+    lease_ttl: float = 10.0
+    duplicate_window: float = 120.0
+    timeout: float = 2.0
+    max_events: int | None = None
+    """Log entries not yet routed the store may hold (also each stream's message limit)."""
+    max_bytes: int | None = None
+    """Bytes of log entries not yet routed, as NATS counts them (payload, subject, headers and
+    a few dozen bytes of per-message overhead); also each stream's byte limit."""
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("the NATS store needs at least one server")
+        Names(self.prefix)  # validates the prefix
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be at least 1, not {self.replicas}")
+        for name in ("claim_lease", "lease_ttl", "duplicate_window", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
+        for name in ("max_events", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+    def log_stream(self, log: str) -> api.StreamConfig:
+        """A log's stream: file storage, the limits as its own (refusing new messages)."""
+        names = self.names
+        return api.StreamConfig(
+            name=names.log_stream(log), subjects=[names.log_subjects(log)], storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.NEW, max_msgs=self.max_events or -1, max_bytes=self.max_bytes or -1,
+            num_replicas=self.replicas)
+
+    def deliveries_stream(self) -> api.StreamConfig:
+        """The pending deliveries: a work queue (an acked message is deleted), deduplicated."""
+        names = self.names
+        return api.StreamConfig(
+            name=names.deliveries_stream, subjects=[names.deliveries_subjects],
+            retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.NEW, max_msgs=self.max_events or -1, max_bytes=self.max_bytes or -1,
+            duplicate_window=self.duplicate_window, num_replicas=self.replicas)
+
+    def dead_stream(self) -> api.StreamConfig:
+        names = self.names
+        return api.StreamConfig(
+            name=names.dead_stream, subjects=[names.dead_subjects], storage=api.StorageType.FILE,
+            duplicate_window=self.duplicate_window, num_replicas=self.replicas)
+
+
+_PARAMS: dict[str, Callable[[str], Any]] = {
+    "prefix": str, "replicas": int, "claim_lease": float, "lease_ttl": float,
+    "duplicate_window": float, "timeout": float,
+}
+assert set(_PARAMS) <= {f.name for f in fields(NatsConfig)}
+
+
+def config_from_url(url: str, *, max_events: int | None = None, max_bytes: int | None = None) -> NatsConfig:
+    """Parse a ``nats://`` store URL (see the module docstring); ``ValueError`` when invalid."""
+    parts = urlsplit(url)
+    if parts.scheme != "nats" or not parts.netloc or parts.path not in ("", "/") or parts.fragment:
+        raise ValueError(f"invalid NATS store URL {url!r}: use nats://HOST:PORT[,HOST:PORT][?param=value]")
+    if "@" in parts.netloc:
+        raise ValueError(f"invalid NATS store URL {url!r}: credentials in the URL are not supported")
+    servers = tuple(f"nats://{host}" for host in parts.netloc.split(","))
+    if any(server == "nats://" for server in servers):
+        raise ValueError(f"invalid NATS store URL {url!r}: empty server address")
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
+        if key not in _PARAMS:
+            raise ValueError(f"unknown NATS store parameter {key!r} (known: {', '.join(sorted(_PARAMS))})")
+        try:
+            options[key] = _PARAMS[key](value)
+        except ValueError:
+            raise ValueError(f"invalid value {value!r} for NATS store parameter {key!r}") from None
+    return NatsConfig(servers=servers, max_events=max_events, max_bytes=max_bytes, **options)

@@ -1,0 +1,191 @@
+"""JetStream plumbing for the NATS store: connecting, error mapping, streams, buckets, pulls.
+
+Every nats-py exception is mapped here (:func:`mapped`) to the one error tree of
+:mod:`broker.errors`: a full stream (JetStream error 10077, or 10047 insufficient resources)
+is :class:`~broker.errors.StoreFull`; a message above the server's ``max_payload`` is
+:class:`~broker.errors.EventTooLarge`; anything else (timeouts, no responders, a closed or
+reconnecting connection, other API errors) is :class:`~broker.errors.StoreUnavailable`. All
+are raised with ``retry_after`` :data:`RETRY_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from broker.errors import EventTooLarge, StoreFull, StoreUnavailable, WeirError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 1.0
+"""Seconds a caller should wait after a store error before trying again."""
+RECONNECT_WAIT = 0.5
+"""Seconds between reconnect attempts while the server is away (nats-py retries forever)."""
+INSUFFICIENT = 10047
+"""JetStream error code: insufficient storage resources."""
+FULL = frozenset({10077, INSUFFICIENT})
+"""JetStream error codes of a write refused for lack of room (limits reached, no resources)."""
+IN_USE = 10058
+"""JetStream error code: a stream with this name exists with a different configuration."""
+_END_OF_PULL = frozenset({"404", "408", "409"})
+"""Statuses ending a pull request: no messages, request expired, consumer limits or gone."""
+
+
+@contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """Raise nats-py exceptions leaving the block as :mod:`broker.errors` ones (see module)."""
+    try:
+        yield
+    except WeirError:
+        raise
+    except nats.errors.MaxPayloadError as exc:
+        raise EventTooLarge(f"{what}: the message exceeds the NATS server's max_payload") from exc
+    except nats.js.errors.APIError as exc:
+        if exc.err_code in FULL:
+            raise StoreFull(f"{what}: {exc.description}", retry_after=RETRY_AFTER) from exc
+        raise StoreUnavailable(f"{what}: {exc}", retry_after=RETRY_AFTER) from exc
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}", retry_after=RETRY_AFTER) from exc
+
+
+async def connect(
+    servers: Sequence[str], *, timeout: float, reconnected: Callable[[], Awaitable[None]]
+) -> Client:
+    """A connection that reconnects forever in the background; ``StoreUnavailable`` if no
+    server answers within ``timeout`` seconds. ``reconnected`` is awaited after a reconnect."""
+    client = Client()
+
+    async def on_error(exc: Exception) -> None:
+        log.debug("nats: %s: %s", type(exc).__name__, exc)
+
+    async def on_disconnect() -> None:
+        if not client.is_closed:  # nats-py calls this on close() too
+            log.warning("nats: disconnected from the store; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.warning("nats: reconnected to %s", client.connected_url.netloc if client.connected_url else "?")
+        await reconnected()
+
+    try:
+        with mapped(f"connecting to {', '.join(servers)}"):
+            await asyncio.wait_for(
+                client.connect(servers=list(servers), name="weir", connect_timeout=max(1, round(timeout)),
+                               max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+                               error_cb=on_error, disconnected_cb=on_disconnect,
+                               reconnected_cb=on_reconnect),
+                timeout,
+            )
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """Create the stream unless it exists; an existing stream keeps its own configuration.
+
+    A byte limit the server cannot reserve (beyond its JetStream storage) is dropped from the
+    stream with a warning: the store still checks ``max_bytes`` before each append.
+    """
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code == INSUFFICIENT and (config.max_bytes or -1) > 0:
+            log.warning("nats: the server cannot reserve %d bytes for stream %s; creating it without "
+                        "a byte limit", config.max_bytes, config.name)
+            await ensure_stream(js, config.evolve(max_bytes=-1))
+        elif exc.err_code != IN_USE:
+            raise
+
+
+async def ensure_bucket(js: JetStreamContext, bucket: str, *, ttl: float | None, replicas: int) -> KeyValue:
+    """The KV bucket, created (history 1, file storage) unless it exists."""
+    try:
+        return await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(bucket=bucket, history=1, ttl=ttl, replicas=replicas)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code != IN_USE:
+            raise
+        return await js.key_value(bucket)
+
+
+async def api_request(nc: Client, subject: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One JetStream API request; API errors raise ``nats.js.errors.APIError``."""
+    reply = await nc.request(f"{api.DEFAULT_PREFIX}.{subject}", json.dumps(request).encode(), timeout=timeout)
+    response: dict[str, Any] = json.loads(reply.data)
+    if "error" in response:
+        raise nats.js.errors.APIError.from_error(response["error"])
+    return response
+
+
+async def stream_names(nc: Client, subjects: str, timeout: float) -> list[str]:
+    """Names of the streams whose subjects overlap ``subjects``."""
+    names: list[str] = []
+    while True:
+        page = await api_request(nc, "STREAM.NAMES", {"subject": subjects, "offset": len(names)}, timeout)
+        found = page.get("streams") or []
+        names += found
+        if not found or len(names) >= page.get("total", 0):
+            return names
+
+
+async def pull(
+    nc: Client, stream: str, consumer: str, batch: int, *, timeout: float, expires: float | None = None
+) -> list[Msg]:
+    """Up to ``batch`` messages available now from a pull consumer (one request, no polling).
+
+    Messages received before a timeout are returned, never dropped.
+    ``expires`` (seconds) bounds how long the server keeps the request open: needed when the
+    consumer's ``max_ack_pending`` may be reached, since the server then holds a ``no_wait``
+    request instead of answering. A missing consumer never answers: ``nats.errors.TimeoutError``
+    after ``timeout`` seconds, as for a server that does not respond. Each request gets its own
+    inbox, so a late answer to an earlier request is never mistaken for this one's.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        request: dict[str, Any] = {"batch": batch, "no_wait": True}
+        if expires is not None:
+            request["expires"] = int(expires * 1e9)
+        await nc.publish(f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                         json.dumps(request).encode(), reply=inbox)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout + (expires or 0.0)
+        out: list[Msg] = []
+        while len(out) < batch:
+            try:
+                msg = await sub.next_msg(timeout=max(deadline - loop.time(), 0.001))
+            except nats.errors.TimeoutError:
+                if out:
+                    # Some messages came but no end-of-pull status: they are ours now (the
+                    # server counts them as delivered), so dropping them would strand them
+                    # until the claim lease ran out.
+                    return out
+                raise
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status is None:
+                out.append(msg)
+            elif status in _END_OF_PULL:
+                break
+            elif status != "100":  # 100: an idle heartbeat
+                raise nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
+        return out
+    finally:
+        with suppress(nats.errors.Error):
+            await sub.unsubscribe()

@@ -1,0 +1,214 @@
+"""Routing in the NATS store: pending deliveries, the router cursor, and pruning the log.
+
+:meth:`Router.route` publishes one message per ``(seq, subscription)`` to the deliveries
+stream, each carrying a copy of the event and the header ``Nats-Msg-Id: <log>:<seq>:<sub>``;
+the publishes are pipelined and all their acks awaited before the cursor (a KV key per log,
+written with compare-and-set so it never moves back) is set. A router that crashes in between
+leaves the cursor behind; the next one routes the same entries again and the stream drops the
+repeated messages as duplicates (within its duplicate window). Then it publishes a core-NATS
+notice naming the subscriptions, which other handles' :meth:`EventStore.watch` callbacks get
+(:class:`Watchers`).
+
+Log messages wholly below the cursor are purged a moment later (one purge per log per
+:data:`PRUNE_DELAY`, however many routes happened meanwhile): every delivery has its own copy
+of the event, so nothing else refers to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from broker.event import Event
+from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_delivery
+from broker.store.nats_io import mapped
+from broker.store.nats_names import Names
+
+log = logging.getLogger(__name__)
+
+PRUNE_DELAY = 0.2
+"""Seconds between a route and the purge of the log messages it passed (purges coalesce)."""
+CAS_ATTEMPTS = 5
+
+
+class Router:
+    """Cursors, deliveries and pruning of the logs this handle routes; see the module docstring."""
+
+    def __init__(
+        self, nc: Client, js: JetStreamContext, cursors: KeyValue, names: Names, *, owner: str, timeout: float
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._cursors = cursors
+        self._names = names
+        self._owner = owner
+        self._timeout = timeout
+        self._known: dict[str, tuple[int, int]] = {}
+        """log -> (cursor, KV revision) as last read or written by this handle."""
+        self._targets: dict[str, int] = {}
+        self._purged: dict[str, int] = {}
+        self._pruning: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    async def cursor(self, log_name: str) -> int:
+        """The cursor as stored now."""
+        return (await self._load(log_name))[0]
+
+    async def cached_cursor(self, log_name: str) -> int:
+        """The cursor as this handle last saw it (loaded on first use)."""
+        known = self._known.get(log_name)
+        return known[0] if known is not None else await self.cursor(log_name)
+
+    async def route(
+        self, log_name: str, upto: int, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event],
+        *, routed: int,
+    ) -> None:
+        """Record ``pairs`` (all above the cursor, ``events`` holding their events), then move
+        the cursor to ``upto`` and announce the subscriptions. ``routed``: entries of ``upto``'s
+        message at or below ``upto`` (see :func:`~broker.store.nats_codec.encode_cursor`)."""
+        with mapped(f"routing {log_name}"):
+            await self._publish(log_name, pairs, events)
+            await self._advance(log_name, upto, routed)
+            if pairs:
+                notice = orjson.dumps([self._owner, sorted({sub for _, sub in pairs})])
+                with contextlib.suppress(nats.errors.Error):
+                    await self._nc.publish(self._names.wake_subject, notice)
+        self._prune_later(log_name, upto)
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._pruning.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pruning.clear()
+
+    async def _publish(
+        self, log_name: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event]
+    ) -> None:
+        futures: list[asyncio.Future[api.PubAck]] = []
+        try:
+            for seq, sub in pairs:
+                futures.append(await self._js.publish_async(
+                    self._names.delivery_subject(sub), encode_delivery(log_name, seq, events[seq]),
+                    headers={"Nats-Msg-Id": f"{log_name}:{seq}:{sub}"}))
+            if futures:
+                await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    async def _load(self, log_name: str) -> tuple[int, int]:
+        with mapped(f"reading the cursor of {log_name}"):
+            try:
+                entry = await self._cursors.get(self._names.key(log_name))
+            except nats.js.errors.KeyNotFoundError:
+                known = (0, 0)
+            else:
+                known = (decode_cursor(entry.value)[0], entry.revision or 0)
+        self._known[log_name] = known
+        return known
+
+    async def _advance(self, log_name: str, upto: int, routed: int) -> None:
+        """Set the cursor to ``upto`` unless it is already there or beyond (compare-and-set)."""
+        key, value = self._names.key(log_name), encode_cursor(upto, routed)
+        cursor, revision = self._known.get(log_name) or await self._load(log_name)
+        for _ in range(CAS_ATTEMPTS):
+            if cursor >= upto:
+                return
+            try:
+                if revision:
+                    revision = await self._cursors.update(key, value, last=revision)
+                else:
+                    revision = await self._cursors.create(key, value)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                cursor, revision = await self._load(log_name)
+                continue
+            self._known[log_name] = (upto, revision)
+            return
+        raise nats.js.errors.APIError(description=f"the cursor of {log_name} keeps changing")
+
+    def _prune_later(self, log_name: str, upto: int) -> None:
+        last = upto // SCALE  # the last message whose every entry is at or below the cursor
+        if last <= max(self._purged.get(log_name, 0), self._targets.get(log_name, 0)):
+            return
+        self._targets[log_name] = last
+        if log_name not in self._pruning:
+            self._pruning[log_name] = asyncio.create_task(self._prune(log_name))
+
+    async def _prune(self, log_name: str) -> None:
+        try:
+            await asyncio.sleep(PRUNE_DELAY)
+            last = self._targets.pop(log_name)
+            # Purge removes the messages below seq, so seq = last + 1 keeps every unrouted entry.
+            await asyncio.wait_for(self._js.purge_stream(self._names.log_stream(log_name), seq=last + 1),
+                                   self._timeout)
+            self._purged[log_name] = max(self._purged.get(log_name, 0), last)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.debug("pruning %s failed (the next route retries): %s", log_name, exc)
+        finally:
+            self._pruning.pop(log_name, None)
+            if log_name in self._targets and not self._closed:
+                self._pruning[log_name] = asyncio.create_task(self._prune(log_name))
+
+
+class Watchers:
+    """This handle's :meth:`EventStore.watch` callbacks and the subscription to wake notices.
+
+    A notice from another handle names subscriptions it routed deliveries for; the callbacks
+    are also told when this handle ends an ordered subscription's delivery (:meth:`tell`).
+    """
+
+    def __init__(self, names: Names) -> None:
+        self._names = names
+        self._callbacks: list[Callable[[Collection[str]], None]] = []
+        self._sub: Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, notify: Callable[[Collection[str]], None]) -> None:
+        self._callbacks.append(notify)
+
+    def tell(self, subscriptions: Collection[str]) -> None:
+        for notify in list(self._callbacks):
+            notify(subscriptions)
+
+    def listen_soon(self, nc: Client, owner: str) -> None:
+        """:meth:`listen` in a task (for synchronous callers); a notice sent meanwhile is
+        missed, which only delays a claim to the worker's next poll."""
+        task = asyncio.get_running_loop().create_task(self.listen(nc, owner))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def listen(self, nc: Client, owner: str) -> None:
+        """Subscribe to wake notices once there is a callback (notices from ``owner`` are this
+        handle's own and ignored)."""
+        if self._sub is not None or not self._callbacks:
+            return
+
+        async def on_notice(msg: Msg) -> None:
+            with contextlib.suppress(ValueError):
+                sender, subscriptions = orjson.loads(msg.data)
+                if sender != owner:
+                    self.tell(subscriptions)
+
+        with contextlib.suppress(nats.errors.Error):
+            self._sub = await nc.subscribe(self._names.wake_subject, cb=on_notice)
+
+    async def stop(self) -> None:
+        """Forget the subscription (it ends with its connection)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sub = None
