@@ -5,7 +5,8 @@ Routing is by path shape so the ingress hot path never goes through FastAPI:
 * ``/healthz``, ``/readyz``, ``/metrics`` and ``/apis/...`` → the FastAPI admin API;
 * ``/sinks/<namespace>/<name>`` → in-process sinks;
 * ``/sources/<namespace>/<name>`` → webhook sources (GitHubSource, GitLabSource, WebhookSource);
-* everything else → the raw ASGI Broker ingress (``POST /<namespace>/<broker>``).
+* everything else → the raw ASGI Broker ingress (``POST /<namespace>/<broker>``), or, in a
+  process run with ``--role dispatcher`` (no ingress), a 404 that says so.
 
 Ingress paths have exactly two segments, so they never collide with the other prefixes.
 """
@@ -27,7 +28,7 @@ class WeirApp:
     """Dispatches each request to the admin API, a sink, or the ingress."""
 
     def __init__(
-        self, *, ingress: IngressApp, admin: ASGIApp, sinks: SinkRegistry, webhooks: WebhookRouter
+        self, *, ingress: IngressApp | None, admin: ASGIApp, sinks: SinkRegistry, webhooks: WebhookRouter
     ) -> None:
         self._ingress = ingress
         self._admin = admin
@@ -44,5 +45,19 @@ class WeirApp:
             await self._sinks.asgi(scope, receive, send)
         elif path.startswith("/sources/") and path.count("/") >= 3:
             await self._webhooks(scope, receive, send)
-        else:
+        elif self._ingress is not None:
             await self._ingress(scope, receive, send)
+        else:
+            await _no_ingress(send)
+
+
+_NO_INGRESS = (
+    b"this Weir process runs with --role dispatcher and accepts no events; post them to an "
+    b"ingress replica\n"
+)
+
+
+async def _no_ingress(send: Any) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(_NO_INGRESS))]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": _NO_INGRESS})

@@ -52,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     run_p.add_argument("--host", default="127.0.0.1")
     run_p.add_argument("--port", type=int, default=8080)
     run_p.add_argument(
-        "--store", default="", help="sqlite:///path.db (default: DATA_DIR/weir.db) or memory://"
+        "--store", default="",
+        help="sqlite:///path.db (default: DATA_DIR/weir.db), memory://, nats://HOST:PORT or kafka://HOST:PORT",
+    )
+    run_p.add_argument(
+        "--role", choices=["all", "ingress", "dispatcher"], default="all",
+        help="ingress: accept events only; dispatcher: route and deliver only (both need a shared store)",
     )
     run_p.add_argument("--data-dir", default=".weir")
     run_p.add_argument("--resolve", action="append", type=_resolve_pair, default=[], metavar="NS/NAME=URL")
@@ -188,6 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         store=args.store,
+        role=args.role,
         data_dir=args.data_dir,
         resolve=dict(args.resolve),
         max_event_bytes=args.max_event_bytes,

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 
@@ -31,7 +32,7 @@ from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
 from broker.ingest import Ingest
 from broker.ingress import IngressApp
-from broker.store.factory import open_store
+from broker.store.factory import is_shared, open_store
 from sources.webhooks import WebhookRouter
 from weir.admin import create_admin
 from weir.app import WeirApp
@@ -39,7 +40,7 @@ from weir.controlplane import ControlPlane
 from weir.manifests import load_paths
 from weir.secrets import SecretResolver
 from weir.sinks import LocalSender, SinkRegistry
-from weir.sourceplane import SourcePlane
+from weir.sourceplane import SOURCES_LEASE, SourcePlane
 from weir.watch import watch_manifests
 
 log = logging.getLogger("weir")
@@ -53,7 +54,11 @@ class RunConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     store: str = ""
-    """Store URL: ``sqlite:///path.db`` (default: ``<data_dir>/weir.db``) or ``memory://``."""
+    """Store URL: ``sqlite:///path.db`` (default: ``<data_dir>/weir.db``), ``memory://``,
+    ``nats://host:port`` or ``kafka://host:port``."""
+    role: Literal["all", "ingress", "dispatcher"] = "all"
+    """``ingress``: accept and store events only; ``dispatcher``: route, deliver and run the
+    sources only; ``all``: both. The split roles need a shared store (NATS or Kafka)."""
     data_dir: str = ".weir"
     resolve: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """``--resolve NAMESPACE/NAME=URL``: where a ``v1`` Service reference points."""
@@ -82,8 +87,21 @@ def advertised_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
+def role_problem(config: RunConfig) -> str | None:
+    """Why ``config.role`` cannot run on ``config.store``, or ``None``."""
+    if config.role != "all" and not is_shared(config.store):
+        return (f"--role {config.role} needs a store several processes share (--store nats://HOST:PORT "
+                f"or kafka://HOST:PORT); {config.store or 'the default SQLite store'} belongs to one process")
+    return None
+
+
 async def run(config: RunConfig) -> int:
     """Run Weir until SIGTERM/SIGINT; returns the process exit code."""
+    problem = role_problem(config)
+    if problem is not None:
+        print(f"weir: {problem}", file=sys.stderr)
+        return 2
+    dispatching = config.role in ("all", "dispatcher")
     loaded = load_paths(config.paths)
     if loaded.problems:
         for problem in loaded.problems:
@@ -115,17 +133,24 @@ async def run(config: RunConfig) -> int:
         environ=os.environ,
         webhooks=webhooks,
         secrets=SecretResolver(secrets_dir=Path(config.secrets_dir), environ=os.environ),
+        lease=(lambda: store.lease(SOURCES_LEASE)) if is_shared(config.store) else None,
     )
     control = ControlPlane(
         dispatcher=dispatcher,
         sinks=sinks,
         base_url=base_url,
         service_map=config.resolve,
-        sources=source_plane,
+        # Sources run beside the dispatcher; an ingress replica only accepts events.
+        sources=source_plane if dispatching else None,
     )
+    sender.serve_brokers(base_url, control, ingest)
     applied = False
     app = WeirApp(
-        ingress=IngressApp(ingest=ingest, directory=control, max_event_bytes=config.max_event_bytes),
+        ingress=(
+            IngressApp(ingest=ingest, directory=control, max_event_bytes=config.max_event_bytes)
+            if config.role in ("all", "ingress")
+            else None
+        ),
         admin=create_admin(control=control, store=store, ready=lambda: applied),
         sinks=sinks,
         webhooks=webhooks,
@@ -154,7 +179,10 @@ async def run(config: RunConfig) -> int:
         await store.open()
         running.push_async_callback(store.close)
         running.push_async_callback(sender.close)
-        await dispatcher.start()
+        if dispatching:
+            # An ingress replica still applies plans to the (never started) dispatcher: that
+            # keeps status and validation identical across roles at no cost.
+            await dispatcher.start()
         running.push_async_callback(dispatcher.stop, config.grace)
         running.push_async_callback(source_plane.stop)
         problems = await control.apply(loaded)
@@ -176,7 +204,8 @@ async def run(config: RunConfig) -> int:
         for broker in control.objects("Broker"):
             meta = broker["metadata"]
             print(f"Broker {meta['namespace']}/{meta['name']} ingress: {broker['status']['address']['url']}")
-        print(f"Weir is serving on {base_url} (store: {config.store or Path(config.data_dir) / 'weir.db'})")
+        store_name = config.store or Path(config.data_dir) / "weir.db"
+        print(f"Weir is serving on {base_url} (role: {config.role}, store: {store_name})")
         sys.stdout.flush()
 
         watcher = asyncio.create_task(watch_manifests(config.paths, control, stop)) if config.watch else None

@@ -20,6 +20,7 @@ The printed form follows Knative's event display::
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,9 +30,10 @@ import orjson
 
 from broker.bindings import http as binding
 from broker.delivery.sender import Response, Sender
-from broker.errors import EventTooLarge, InvalidEvent
+from broker.errors import EventTooLarge, InvalidEvent, StoreError, TTLExhausted
 from broker.event import Event, canonical
-from broker.ingress import Disconnected, read_body, request_headers
+from broker.ingest import Ingest
+from broker.ingress import BrokerDirectory, Disconnected, read_body, request_headers
 
 log = logging.getLogger("weir.sinks")
 
@@ -152,11 +154,23 @@ async def _reply(
 
 
 class LocalSender:
-    """A :class:`~broker.delivery.sender.Sender` that hands events for in-process sinks over directly."""
+    """A :class:`~broker.delivery.sender.Sender` that hands events for this Weir's own in-process
+    sinks and Brokers over directly, without an HTTP round trip to itself.
+
+    An event for one of this Weir's Brokers is accepted as its ingress would (``knativebrokerttl``
+    and arrival time included) and answered like it: ``202`` once stored, ``400`` for an invalid
+    event or an exhausted TTL, ``503`` with ``Retry-After`` when the store refused. That keeps
+    Broker destinations working in a ``--role dispatcher`` process, which serves no ingress.
+    """
 
     def __init__(self, inner: Sender, sinks: SinkRegistry) -> None:
         self._inner = inner
         self._sinks = sinks
+        self._brokers: tuple[str, BrokerDirectory, Ingest] | None = None
+
+    def serve_brokers(self, base_url: str, directory: BrokerDirectory, ingest: Ingest) -> None:
+        """Deliver events for ``base_url/<namespace>/<broker>`` of ``directory`` through ``ingest``."""
+        self._brokers = (base_url.rstrip("/") + "/", directory, ingest)
 
     async def send(
         self,
@@ -168,10 +182,29 @@ class LocalSender:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         sink = self._sinks.lookup_url(url)
-        if sink is None:
+        if sink is not None:
+            sink.receive(event)
+            return Response(status=202, headers={}, body=b"")
+        log = self._broker_log(url)
+        if log is None:
             return await self._inner.send(url, event, structured=structured, timeout=timeout, headers=headers)
-        sink.receive(event)
+        assert self._brokers is not None
+        try:
+            await self._brokers[2].accept(log, [event])
+        except (InvalidEvent, TTLExhausted) as exc:
+            return Response(status=400, headers={}, body=exc.message.encode())
+        except StoreError as exc:
+            retry_after = str(max(1, math.ceil(exc.retry_after)))
+            return Response(status=503, headers={"retry-after": retry_after}, body=exc.message.encode())
         return Response(status=202, headers={}, body=b"")
+
+    def _broker_log(self, url: str) -> str | None:
+        if self._brokers is None or not url.startswith(self._brokers[0]):
+            return None
+        parts = url[len(self._brokers[0]):].rstrip("/").split("/")
+        if len(parts) != 2 or not all(parts):
+            return None
+        return self._brokers[1].log_for(parts[0], parts[1])
 
     async def close(self) -> None:
         await self._inner.close()

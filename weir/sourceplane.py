@@ -5,13 +5,20 @@ event, the event is kept: in the target Broker's dead-letter record (``weir dead
 sink is a Broker of this Weir, and always in the log with its full content. A source whose sink
 cannot be resolved does not run and says why in its status; a ``SinkBinding`` is loaded but only
 ever reports that it needs Kubernetes.
+
+With several dispatcher replicas on a shared store, sources that must run once (PingSource,
+ContainerSource) run only in the replica holding the store's lease on :data:`SOURCES_LEASE`;
+the others report ``Standby`` and take over within a few seconds when that replica goes away.
+Webhook sources and KafkaSource (a consumer group) run in every replica.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,14 @@ log = logging.getLogger("weir.sources")
 
 Key = tuple[str, str, str]
 
+SOURCES_LEASE = "weir-system/sources"
+"""The lease (see :meth:`EventStore.lease`) whose holder runs the run-once sources."""
+LEASE_CHECK = 1.0
+"""Seconds between checks of the sources lease."""
+_RUN_ONCE = (PingSource, ContainerSource)
+STANDBY = SourceStatus(ready=False, reason="Standby",
+                       message="runs in the dispatcher replica that holds the sources lease")
+
 
 class SourcePlane:
     """Runs the declared sources; see the module docstring."""
@@ -54,7 +69,10 @@ class SourcePlane:
         environ: Mapping[str, str],
         webhooks: WebhookRouter,
         secrets: SecretResolver,
+        lease: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """``lease``: when set (a store shared by replicas), run-once sources run only while it
+        answers ``True``."""
         self._sender = sender
         self._store = store
         self._state_dir = state_dir
@@ -65,6 +83,10 @@ class SourcePlane:
         self._resources: dict[Key, SourceResource] = {}
         self._sink_uris: dict[Key, str] = {}
         self._fixed: dict[Key, SourceStatus] = {}
+        self._plans: dict[Key, SourcePlan] = {}
+        self._lease = lease
+        self._leader = lease is None
+        self._watcher: asyncio.Task[None] | None = None
 
     @staticmethod
     def is_source(resource: Resource) -> bool:
@@ -108,12 +130,38 @@ class SourcePlane:
                 )
                 continue
             plans[key] = plan
-        self._resources, self._sink_uris, self._fixed = declared, sink_uris, fixed
-        await self._manager.apply(plans)
+        self._resources, self._sink_uris, self._fixed, self._plans = declared, sink_uris, fixed, plans
+        if self._lease is not None and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_lease(self._lease), name="weir-sources-lease")
+        await self._run()
+
+    async def _run(self) -> None:
+        if self._leader:
+            await self._manager.apply(self._plans)
+            return
+        await self._manager.apply({k: p for k, p in self._plans.items() if not self._run_once(k)})
+
+    def _run_once(self, key: Key) -> bool:
+        return isinstance(self._resources.get(key), _RUN_ONCE)
+
+    async def _watch_lease(self, lease: Callable[[], Awaitable[bool]]) -> None:
+        while True:
+            try:
+                leader = await lease()
+            except StoreError as exc:
+                log.warning("cannot check the sources lease: %s", exc)
+                leader = False
+            if leader != self._leader:
+                self._leader = leader
+                log.info("run-once sources %s in this replica", "start" if leader else "stop")
+                await self._run()
+            await asyncio.sleep(LEASE_CHECK)
 
     def status(self, key: Key) -> dict[str, Any]:
         """Knative-shaped status of a source: ``sinkUri`` and a ``Ready`` condition."""
         state = self._fixed.get(key) or self._manager.status(key)
+        if state is None and not self._leader and key in self._plans and self._run_once(key):
+            state = STANDBY
         out: dict[str, Any] = {}
         if key in self._sink_uris:
             out["sinkUri"] = self._sink_uris[key]
@@ -130,6 +178,11 @@ class SourcePlane:
         return out
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         await self._manager.stop()
 
     def _emitter_for(self, plan: SourcePlan) -> Emitter:
