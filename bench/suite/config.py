@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Backend = Literal["sqlite", "memory"]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
+Backend = Literal["sqlite", "memory", "nats", "kafka"]
+BACKENDS: tuple[Backend, ...] = ("sqlite", "memory", "nats", "kafka")
+SHARED: tuple[Backend, ...] = ("nats", "kafka")
+"""Backends on a log server several Weir processes share; the suite starts its own for the run."""
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
+SHARED_SCENARIOS = ("S1", "S3", "S6", "S8")
+"""What a shared backend measures. S2, S4, S5 and S7 measure Weir alone against the embedded
+store's baselines; S8 (dispatcher replicas) needs a store several processes share."""
 BENCH = Path(__file__).resolve().parents[1]
+
+
+def scenarios_for(backend: Backend) -> tuple[str, ...]:
+    """The scenarios ``--scenario all`` runs on ``backend``."""
+    return SHARED_SCENARIOS if backend in SHARED else tuple(s for s in SCENARIOS if s != "S8")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +60,9 @@ class Profile:
     wrk_seconds: int
     wrk_connections: tuple[int, ...]
     cold_repeats: int
+    replica_events: int
+    """S8: events pre-filled into the log before the dispatchers start, per replica count."""
+    replica_counts: tuple[int, ...]
     profile_seconds: float
     """py-spy recording at a failing point; 0 turns profiling off."""
 
@@ -75,6 +89,8 @@ FULL = Profile(
     wrk_seconds=8,
     wrk_connections=(16, 64),
     cold_repeats=3,
+    replica_events=60000,
+    replica_counts=(1, 2),
     profile_seconds=8.0,
 )
 
@@ -100,6 +116,8 @@ QUICK = Profile(
     wrk_seconds=2,
     wrk_connections=(64,),
     cold_repeats=1,
+    replica_events=6000,
+    replica_counts=(1, 2),
     profile_seconds=0.0,
 )
 
@@ -111,7 +129,7 @@ class SuiteConfig:
     quick: bool
     profile: Profile
     out_dir: Path
-    """Where ``<date>.json``, the plot and the processes' logs go."""
+    """Where the results file (named by :attr:`results_suffix`), the plot and the processes' logs go."""
     results_md: Path | None
     """The Markdown file whose sections are rewritten; ``None`` writes none."""
     command: str
@@ -125,6 +143,12 @@ class SuiteConfig:
     def tag(self) -> str:
         """Suffix of output names, so a quick run never overwrites a full run's files."""
         return "-quick" if self.quick else ""
+
+    @property
+    def results_suffix(self) -> str:
+        """What follows the date in a results file's name: the SQLite runs keep the plain
+        ``<date>.json``; every other backend adds its name, e.g. ``<date>-nats-quick.json``."""
+        return ("" if self.backend == "sqlite" else f"-{self.backend}") + self.tag
 
 
 def with_overrides(

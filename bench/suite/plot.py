@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 STYLES = {"p50": ":", "p99": "-", "p999": "--"}
-COLOURS = {"weir": "tab:blue", "B2": "tab:orange", "B1": "tab:green"}
+COLOURS = {"weir": "tab:blue", "B2": "tab:orange", "B3": "tab:red", "B1": "tab:green"}
 
 
 def _matplotlib() -> Any | None:
@@ -37,7 +37,7 @@ def latency_plot(records: list[dict[str, Any]], path: Path, *, title: str) -> bo
     if not steps:
         return False
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    for target in ("weir", "B2", "B1"):
+    for target in COLOURS:
         mine = sorted((r for r in steps if r["target"] == target), key=lambda r: r["offered"])
         if not mine:
             continue

@@ -2,16 +2,22 @@
 
 Outputs (``TAG`` is ``-quick`` for ``--quick`` runs, so they never replace a full run's files):
 
-* ``OUT/<date>TAG.json``: ``{date, command, backend, quick, machine, profile, records, scenarios}``;
+* ``OUT/<date>SUFFIX.json`` (``SUFFIX``: ``-<backend>`` unless SQLite, then ``TAG``, see
+  :attr:`~bench.suite.config.SuiteConfig.results_suffix`):
+  ``{date, command, backend, quick, machine, profile, records, scenarios}``;
   ``records`` holds one record per (scenario, target, rate) (see :mod:`bench.suite.step`),
   ``scenarios`` the baselines, ratios, target checks and profiles of each scenario. Scenarios run
   again on the same date replace their earlier records; the others are kept.
-* ``OUT/latencyTAG.png`` and the results Markdown sections: see :mod:`bench.suite.publish`.
+* ``OUT/latencySUFFIX.png`` and the results Markdown sections: see :mod:`bench.suite.publish`.
 * ``OUT/logs TAG/``: every process's stdout and stderr, and py-spy's raw profiles.
+
+On a shared backend (``nats``, ``kafka``) the run starts its own log server first (see
+:mod:`bench.suite.logserver`) and stops it last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -27,8 +33,9 @@ from typing import Any
 import aiohttp
 
 from bench.suite.checks import Outcome
-from bench.suite.config import SuiteConfig
+from bench.suite.config import SHARED, SuiteConfig, scenarios_for
 from bench.suite.context import Ctx
+from bench.suite.logserver import LogServer, serving
 from bench.suite.machine import describe
 from bench.suite.procs import LOAD_CPU, free_port, pin_self, pinned, running
 from bench.suite.publish import publish, setup_text
@@ -42,6 +49,7 @@ MODULES: dict[str, str] = {
     "S5": "s5_retry",
     "S6": "s6_ingress",
     "S7": "s7_coldstart",
+    "S8": "s8_replicas",
 }
 """Each scenario module has ``TITLE`` (its results section) and ``async def run(ctx) -> Outcome``."""
 
@@ -49,6 +57,12 @@ MODULES: dict[str, str] = {
 async def _scenario(ctx: Ctx, name: str) -> Outcome:
     module: ModuleType = importlib.import_module(f"bench.suite.{MODULES[name]}")
     started = time.monotonic()
+    if name not in scenarios_for(ctx.config.backend):
+        where = ", ".join(b for b in ("sqlite", "memory", *SHARED) if name in scenarios_for(b))
+        skipped = Outcome(scenario=name, title=module.TITLE,
+                          notes=[f"Not measured on this backend ({ctx.config.backend}): it runs on {where}."])
+        skipped.summary["not_measured"] = ctx.config.backend
+        return skipped
     print(f"bench: {name} ...", file=sys.stderr, flush=True)
     try:
         outcome: Outcome = await module.run(ctx)
@@ -77,13 +91,24 @@ async def run_suite(config: SuiteConfig) -> Path:
             machine |= export(config.weir_ref, Path(tmp) / "weir-src")
         else:
             machine |= describe_tree()
-        async with running(sink_cmd, logs, "sink", sink_url + "/"), aiohttp.ClientSession() as session:
+        async with contextlib.AsyncExitStack() as stack:
+            log_server: LogServer | None = None
+            if config.backend in SHARED:
+                scratch = Path(tmp) / "logserver"
+                scratch.mkdir()
+                log_server = await stack.enter_async_context(serving(config.backend, scratch, logs))
+                machine["log_server"] = log_server.version
+            await stack.enter_async_context(running(sink_cmd, logs, "sink", sink_url + "/"))
+            session = await stack.enter_async_context(aiohttp.ClientSession())
             src = Path(machine["source"]) if "source" in machine else None
-            ctx = Ctx(config=config, work=Path(tmp), sink=sink_url, session=session, weir_src=src)
+            ctx = Ctx(config=config, work=Path(tmp), sink=sink_url, session=session, weir_src=src,
+                      log_server=log_server)
             for name in config.scenarios:
                 outcomes[name] = await _scenario(ctx, name)
+            if log_server is not None:
+                machine["log_server_rss_mb_end"] = round(log_server.proc.usage().rss_mb, 1)
     machine["loadavg_end"] = describe()["loadavg"]
-    path = config.out_dir / f"{started:%Y-%m-%d}{config.tag}.json"
+    path = config.out_dir / f"{started:%Y-%m-%d}{config.results_suffix}.json"
     doc = _merge(path, config, machine, started, outcomes)
     path.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
     publish(doc, path, config.results_md)

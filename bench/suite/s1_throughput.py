@@ -1,4 +1,5 @@
-"""S1: sustained throughput with one Trigger, against B1 (direct) and B2 (bare relay).
+"""S1: sustained throughput with one Trigger, against B1 (direct) and the bare relay of the backend
+(B2 on SQLite or memory, B3 on NATS JetStream or Kafka).
 
 Each target gets a warm-up, then the rate steps of the profile, stopping at the first step that is
 not *sustained* (achieved < 99% of offered, any loss, or p99 > 100 ms). The maximum sustained rate is
@@ -13,10 +14,11 @@ from typing import Any
 
 from bench.suite import profiler
 from bench.suite.checks import Outcome, at_least, at_most, get, ratio
+from bench.suite.config import SHARED
 from bench.suite.context import Ctx
 from bench.suite.render import STEP_COLUMNS, table
 from bench.suite.step import Step, measure, warm_up
-from bench.suite.targets import Sut, direct, fanout, relay, weir
+from bench.suite.targets import Sut, direct, fanout, relay, relay_name, weir
 
 TITLE = "S1: sustained throughput, 1 Trigger (issue 3)"
 LOAD_BOUND = 0.9
@@ -74,8 +76,9 @@ async def run(ctx: Ctx) -> Outcome:
     by_target: dict[str, list[dict[str, Any]]] = {}
     b1 = direct(ctx)
     by_target["B1"] = await _ladder(ctx, b1) + await _payloads(ctx, b1)
-    async with relay(ctx) as b2:
-        by_target["B2"] = await _ladder(ctx, b2) + await _payloads(ctx, b2)
+    rn = relay_name(ctx)
+    async with relay(ctx) as bare:
+        by_target[rn] = await _ladder(ctx, bare) + await _payloads(ctx, bare)
     async with weir(ctx, fanout(ctx.sink, 1, 1), name="s1-weir") as sut:
         ladder = await _ladder(ctx, sut)
         by_target["weir"] = ladder + await _payloads(ctx, sut)
@@ -95,7 +98,7 @@ async def run(ctx: Ctx) -> Outcome:
     ctx.shared["S1.max"] = maxima["weir"]
     ctx.shared["S1.all"] = out.records
     ctx.shared["S1.records"] = by_target["weir"]
-    ctx.shared["S1.b2"] = by_target["B2"]
+    ctx.shared["S1.relay"] = by_target[rn]
     out.summary = {
         "max_sustained": maxima,
         "latency_at": p.latency_rate,
@@ -105,27 +108,25 @@ async def run(ctx: Ctx) -> Outcome:
     }
     out.baselines = {
         "B1 max sustained (ev/s)": maxima["B1"],
-        "B2 max sustained (ev/s)": maxima["B2"],
-        "B3": "not measured: Weir has no NATS JetStream store yet",
+        f"{rn} max sustained (ev/s)": maxima[rn],
     }
-    weir1k, b2_1k = at1k["weir"], at1k["B2"]
+    if ctx.config.backend not in SHARED:
+        out.baselines["B3"] = "measured with --backend nats and --backend kafka (their own sections)"
+    weir1k, bare1k = at1k["weir"], at1k[rn]
+    at = f"at {p.latency_rate:,.0f} ev/s"
     out.ratios = {
-        "Weir max / B2 max": ratio(maxima["weir"], maxima["B2"]),
+        f"Weir max / {rn} max": ratio(maxima["weir"], maxima[rn]),
         "Weir max / B1 max": ratio(maxima["weir"], maxima["B1"]),
-        f"Weir p50 / B2 p50 at {p.latency_rate:,.0f} ev/s": ratio(
-            get(weir1k, "p50"), get(b2_1k, "p50")
-        ),
-        f"Weir p99 / B2 p99 at {p.latency_rate:,.0f} ev/s": ratio(
-            get(weir1k, "p99"), get(b2_1k, "p99")
-        ),
-        f"Weir CPU/event / B2 CPU/event at {p.latency_rate:,.0f} ev/s": ratio(
-            get(weir1k, "sut_cpu_us_per_event"), get(b2_1k, "sut_cpu_us_per_event")
+        f"Weir p50 / {rn} p50 {at}": ratio(get(weir1k, "p50"), get(bare1k, "p50")),
+        f"Weir p99 / {rn} p99 {at}": ratio(get(weir1k, "p99"), get(bare1k, "p99")),
+        f"Weir CPU/event / {rn} CPU/event {at}": ratio(
+            get(weir1k, "sut_cpu_us_per_event"), get(bare1k, "sut_cpu_us_per_event")
         ),
     }
     out.checks = [
         at_least("S1 sustained end to end, 1 KB, 1 Trigger", maxima["weir"], 2000, "ev/s"),
         at_least("S1 stretch", maxima["weir"], 3000, "ev/s"),
-        at_least("S1 against B2 (max sustained)", out.ratios["Weir max / B2 max"], 0.6, "x"),
+        at_least(f"S1 against {rn} (max sustained)", out.ratios[f"Weir max / {rn} max"], 0.6, "x"),
         at_most(f"p50 at {p.latency_rate:,.0f} ev/s", get(weir1k, "p50"), 3.0, "ms"),
         at_most(f"p99 at {p.latency_rate:,.0f} ev/s", get(weir1k, "p99"), 10.0, "ms"),
     ]
@@ -138,12 +139,13 @@ async def run(ctx: Ctx) -> Outcome:
         "average above); repeated runs differ, so compare ratios within one run rather than absolute "
         "rates across runs."
     )
+    load = "generator, sink and log server" if ctx.config.backend in SHARED else "generator and sink"
     for target, records in by_target.items():
         failing = next((r for r in records if not r["sustained"] and r["payload"] == 1024), None)
         if failing is not None and failing.get("load_core_busy", 0) >= LOAD_BOUND:
             out.notes.append(
                 f"{target} stopped at {failing['offered']:,.0f} ev/s with the load core "
-                f"{failing['load_core_busy']:.0%} busy: that step is bound by the generator and sink, "
+                f"{failing['load_core_busy']:.0%} busy: that step is bound by the {load}, "
                 f"so {target}'s real maximum is at least {maxima[target]:,.0f} ev/s and may be higher."
             )
         if failing is None and records:

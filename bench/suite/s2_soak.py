@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.suite.checks import Outcome, at_most, get, ratio
@@ -28,8 +27,8 @@ def _s1_max(ctx: Ctx) -> tuple[float, str]:
     """S1's maximum from this run, else from today's results file, else :data:`FALLBACK_RATE`."""
     if "S1.max" in ctx.shared:
         return float(ctx.shared["S1.max"]), "S1 in this run"
-    for path in sorted(ctx.config.out_dir.glob(f"*{ctx.config.tag}.json"), reverse=True):
-        doc = json.loads(Path(path).read_text())
+    for path in ctx.results_files():
+        doc = json.loads(path.read_text())
         found = doc.get("scenarios", {}).get("S1", {}).get("summary", {}).get("max_sustained", {}).get("weir")
         if found:
             return float(found), f"S1 in {path.name}"

@@ -8,6 +8,10 @@ deliveries/s are those that reached the sink during the schedule (the backlog is
 
 The cost of Triggers that do not match is the CPU per event with N Triggers of which one matches,
 against one Trigger alone, at the same rate.
+
+On a shared backend each saturation step is repeated against B3 with ``--fanout N`` (every event
+POSTed to the N sink paths, no filtering) at the same offered rate, and Weir's deliveries/s are
+compared with the relay's.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import asyncio
 from typing import Any
 
 from bench.suite import profiler
-from bench.suite.checks import Outcome, at_least, at_most, get
+from bench.suite.checks import Outcome, at_least, at_most, get, ratio
+from bench.suite.config import SHARED
 from bench.suite.context import Ctx
 from bench.suite.render import Column, table
 from bench.suite.step import Step, measure, warm_up
-from bench.suite.targets import Sut, fanout, weir
+from bench.suite.targets import Sut, fanout, relay, relay_name, weir
 
 TITLE = "S3: fan-out (issue 3)"
 DELIVERIES_TARGET = 6000.0
 COLUMNS: tuple[Column, ...] = (
+    ("target", "target", ""),
     ("Triggers", "triggers", ",d"),
     ("matching", "matches", ",d"),
     ("step", "step", ""),
@@ -79,6 +85,17 @@ async def _config(ctx: Ctx, sut: Sut, n: int, m: int, profile_it: bool) -> tuple
     return records, summary
 
 
+async def _relay_saturation(ctx: Ctx, n: int) -> dict[str, Any]:
+    """B3 fanning every event out to ``n`` sink paths, at the saturation step's offered rate."""
+    p = ctx.profile
+    async with relay(ctx, "/t/{k}", fanout=n) as bare:
+        await warm_up(ctx, bare.url, rate=min(p.warmup_rate, p.fanout_budget / n / 2), matches=n)
+        step = Step(scenario="S3", target=bare.name, url=bare.url, pid=bare.pid, rate=p.fanout_offered / n,
+                    seconds=p.step_seconds, matches=n, drain=False)
+        record = _finish(await measure(ctx, step), n, "saturation")
+    return record
+
+
 async def run(ctx: Ctx) -> Outcome:
     p = ctx.profile
     out = Outcome(scenario="S3", title=TITLE)
@@ -96,12 +113,25 @@ async def run(ctx: Ctx) -> Outcome:
             if summary is not None:
                 out.profiles[f"Weir, {n} Triggers all matching, saturated"] = summary
 
+    rn = relay_name(ctx)
+    if ctx.config.backend in SHARED:
+        for n in [r["triggers"] for r in out.records if r["step"] == "saturation"]:
+            bare = await _relay_saturation(ctx, n)
+            out.records.append(bare)
+            mine = next(r for r in out.records if r["target"] == "weir" and r["triggers"] == n
+                        and r["step"] == "saturation")
+            got = ratio(mine["deliveries_per_s"], bare["deliveries_per_s"])
+            out.ratios[f"Weir / {rn} deliveries/s, {n:,} Triggers all matching, saturated"] = got
+            out.checks.append(at_least(f"S3 against {rn}: deliveries/s, {n:,} all matching, saturated",
+                                       got, 0.6, "x"))
+
     def find(n: int, m: int, step: str = "fixed") -> dict[str, Any] | None:
-        wanted = (n, m, step)
-        return next((r for r in out.records if (r["triggers"], r["matches"], r["step"]) == wanted), None)
+        wanted = ("weir", n, m, step)
+        keys = ("target", "triggers", "matches", "step")
+        return next((r for r in out.records if tuple(r[k] for k in keys) == wanted), None)
 
     ctx.shared["S3.all"] = out.records
-    saturation = [r for r in out.records if r["step"] == "saturation"]
+    saturation = [r for r in out.records if r["step"] == "saturation" and r["target"] == "weir"]
     best = max(saturation, key=lambda r: r["deliveries_per_s"], default=None)
     alone, many = find(1, 1), find(max(p.fanout_triggers), 1)
     a, b = get(alone, "sut_cpu_us_per_event"), get(many, "sut_cpu_us_per_event")
@@ -114,14 +144,14 @@ async def run(ctx: Ctx) -> Outcome:
         "nonmatching_added_cpu_pct": added,
         "cpu_us_per_nonmatching_trigger": per_trigger,
     }
-    b2 = next((r for r in ctx.shared.get("S1.b2", []) if r["offered"] == p.latency_rate), None)
+    bare1k = next((r for r in ctx.shared.get("S1.relay", []) if r["offered"] == p.latency_rate), None)
     out.baselines = {
         "Weir with 1 Trigger at the same rate, CPU µs/event": a if a is not None else "not measured",
-        "B2 (bare relay: ingress, store, one POST) CPU µs/event in S1": get(b2, "sut_cpu_us_per_event")
+        f"{rn} (bare relay: ingress, store, one POST) CPU µs/event in S1": get(bare1k, "sut_cpu_us_per_event")
         or "S1 not run",
     }
-    out.ratios = {f"CPU/event, {n_max:,} Triggers (1 matching) / 1 Trigger": b / a if a and b else None}
-    out.checks = [
+    out.ratios[f"CPU/event, {n_max:,} Triggers (1 matching) / 1 Trigger"] = b / a if a and b else None
+    out.checks += [
         at_least("S3 all-match fan-out", get(best, "deliveries_per_s"), DELIVERIES_TARGET, "deliveries/s"),
         at_most(f"S3 CPU added per event by {n_max - 1:,} non-matching Triggers", added, 5.0, "%"),
     ]

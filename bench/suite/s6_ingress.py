@@ -4,6 +4,9 @@ Raw ASGI is :func:`bench.servers.accept_app` (reads the body, answers 202). Weir
 no Trigger, so every request is parsed, stored durably and answered 202 with nothing dispatched.
 Both run alone on core 0; wrk runs on core 1 with 16 and 64 connections, 1 KB binary-mode events
 with unique ids. Without wrk, the closed-loop aiohttp poster of :mod:`bench.load` stands in.
+
+On a shared backend B3's ingress (``--ingress-only``: ``js.publish`` or ``send_and_wait``, then
+202, nothing consumed) is measured too, and Weir is held to 0.6x of it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from typing import Any
 from bench import load
 from bench.suite import profiler
 from bench.suite.checks import Outcome, at_least, get, ratio
+from bench.suite.config import SHARED
 from bench.suite.context import Ctx
 from bench.suite.machine import busy_between, core_times
 from bench.suite.procs import LOAD_CPU, SUT_CPU, free_port, pinned, running, usage
 from bench.suite.render import Column, table
-from bench.suite.targets import Sut, weir
+from bench.suite.targets import Sut, relay, weir
 
 TITLE = "S6: ingress only, persisted 202 (issue 3)"
+RELAY = "B3"
 WARMUP_SECONDS = 1
 COLUMNS: tuple[Column, ...] = (
     ("target", "target", ""),
@@ -69,6 +74,12 @@ async def run(ctx: Ctx) -> Outcome:
         raw = Sut(name="raw ASGI", url=base + "/default/default", pid=proc.pid)
         for c in ctx.profile.wrk_connections:
             out.records.append(await _measure(ctx, raw, c))
+    bare = f"{RELAY} ingress"
+    if ctx.config.backend in SHARED:
+        async with relay(ctx, ingress_only=True) as started:
+            target = Sut(name=bare, url=started.url, pid=started.pid)
+            for c in ctx.profile.wrk_connections:
+                out.records.append(await _measure(ctx, target, c))
     async with weir(ctx, [], name="s6-weir") as sut:
         for c in ctx.profile.wrk_connections:
             out.records.append(await _measure(ctx, sut, c))
@@ -85,9 +96,16 @@ async def run(ctx: Ctx) -> Outcome:
         out.ratios[f"Weir / raw ASGI requests/s, {c} connections"] = ratio(
             _rps(out.records, "weir", c), _rps(out.records, "raw ASGI", c))
         out.baselines[f"raw ASGI, {c} connections (req/s)"] = _rps(out.records, "raw ASGI", c)
+        if ctx.config.backend in SHARED:
+            out.ratios[f"Weir / {bare} requests/s, {c} connections"] = ratio(
+                _rps(out.records, "weir", c), _rps(out.records, bare, c))
+            out.baselines[f"{bare}, {c} connections (req/s)"] = _rps(out.records, bare, c)
     top = max(ctx.profile.wrk_connections)
     out.checks = [at_least(f"S6 persisted ingress against raw ASGI ({top} connections)",
                            out.ratios[f"Weir / raw ASGI requests/s, {top} connections"], 0.35, "x")]
+    if ctx.config.backend in SHARED:
+        out.checks.append(at_least(f"S6 persisted ingress against {bare} ({top} connections)",
+                                   out.ratios[f"Weir / {bare} requests/s, {top} connections"], 0.6, "x"))
     out.summary = {"tool": out.records[0]["tool"] if out.records else None}
     out.body.append(f"Load: {out.summary['tool']} (closed loop), 1 KB binary-mode events, "
                     f"{ctx.profile.wrk_seconds} s per run after a {WARMUP_SECONDS} s warm-up.\n\n"

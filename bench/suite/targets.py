@@ -1,4 +1,7 @@
-"""The systems a step can load: B1 (the sink itself), B2 (the bare relay) and Weir.
+"""The systems a step can load: B1 (the sink itself), the bare relay and Weir.
+
+The bare relay is B2 on the embedded stores (SQLite, or a list for ``memory``) and B3 on the
+shared ones (NATS JetStream, Kafka), each on the run's backend.
 
 Weir runs as ``weir run`` on core 0 from manifests written here: one Broker ``default/default``
 and Triggers whose subscribers are sink paths ``/t/<k>`` (or ``/fail/..``, ``/hang/..``). A Trigger
@@ -16,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.suite.config import SHARED
 from bench.suite.context import Ctx
 from bench.suite.openloop import EVENT_TYPE
 from bench.suite.procs import SUT_CPU, Proc, free_port, pinned, running
@@ -79,18 +83,38 @@ def direct(ctx: Ctx, path: str = "/t/0") -> Sut:
     return Sut(name="B1", url=f"{ctx.sink}{path}", pid=None)
 
 
+def relay_name(ctx: Ctx) -> str:
+    """``B3`` on a shared backend, ``B2`` on the embedded ones."""
+    return "B3" if ctx.config.backend in SHARED else "B2"
+
+
 @contextlib.asynccontextmanager
-async def relay(ctx: Ctx, path: str = "/t/0") -> AsyncIterator[Sut]:
-    """B2: the bare relay on the embedded store (SQLite, or a list for ``--backend memory``)."""
+async def relay(
+    ctx: Ctx, path: str = "/t/0", *, fanout: int = 1, ingress_only: bool = False
+) -> AsyncIterator[Sut]:
+    """The bare relay of the run's backend (B2 or B3) on a fresh store; ``fanout`` and
+    ``ingress_only`` need a shared backend (see :mod:`bench.suite.relay_shared`)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    async with running(relay_command(ctx, port, path), ctx.logs, f"relay-{port}", base + "/") as proc:
-        yield Sut(name="B2", url=base + "/", pid=proc.pid, base=base, proc=proc)
+    cmd = relay_command(ctx, port, path, fanout=fanout, ingress_only=ingress_only)
+    async with running(cmd, ctx.logs, f"relay-{port}", base + "/") as proc:
+        yield Sut(name=relay_name(ctx), url=base + "/", pid=proc.pid, base=base, proc=proc)
 
 
-def relay_command(ctx: Ctx, port: int, path: str) -> list[str]:
-    """B2 on ``port``, relaying to sink ``path``, on a fresh store of the run's backend."""
-    if ctx.config.backend == "memory":
+def relay_command(
+    ctx: Ctx, port: int, path: str, *, fanout: int = 1, ingress_only: bool = False
+) -> list[str]:
+    """The relay on ``port``, relaying to sink ``path`` (``{k}`` in it: 0..fanout-1)."""
+    backend = ctx.config.backend
+    if backend in SHARED:
+        assert ctx.log_server is not None
+        cmd = [sys.executable, "-m", f"bench.suite.relay_{backend}", "--port", str(port), "--sink",
+               ctx.sink + path, "--server", ctx.log_server.address, "--name", f"relay-{ctx.fresh_prefix()}",
+               "--fanout", str(fanout)]
+        return pinned(SUT_CPU, cmd + (["--ingress-only"] if ingress_only else []))
+    if fanout != 1 or ingress_only:
+        raise ValueError(f"B2 has no fan-out or ingress-only mode ({backend})")
+    if backend == "memory":
         store = ["--memory"]
     else:
         store = ["--db", str(ctx.scratch("relay") / "relay.db")]
@@ -98,7 +122,12 @@ def relay_command(ctx: Ctx, port: int, path: str) -> list[str]:
     return pinned(SUT_CPU, cmd)
 
 
-def weir_command(ctx: Ctx, folder: Path, port: int, *, watch: bool = False) -> list[str]:
+def weir_command(
+    ctx: Ctx, folder: Path, port: int, *, watch: bool = False, store: str | None = None, role: str = "all",
+    cpu: int = SUT_CPU,
+) -> list[str]:
+    """``weir run`` on ``folder`` pinned to ``cpu``; on a shared backend with ``store`` (default:
+    a fresh prefix on the run's log server) and ``role``."""
     if ctx.weir_src is None:
         exe = [WEIR]
     else:  # -P: the working directory must not shadow the exported tree on sys.path
@@ -107,9 +136,11 @@ def weir_command(ctx: Ctx, folder: Path, port: int, *, watch: bool = False) -> l
     cmd += ["--data-dir", str(folder / "data")]
     if ctx.config.backend == "memory":
         cmd += ["--store", "memory://"]
+    elif ctx.config.backend in SHARED:
+        cmd += ["--store", store or ctx.store_url(), "--role", role]
     if not watch:
         cmd.append("--no-watch")
-    return pinned(SUT_CPU, cmd)
+    return pinned(cpu, cmd)
 
 
 async def triggers_ready(ctx: Ctx, base: str, names: Sequence[str]) -> bool:
@@ -138,14 +169,16 @@ async def wait_trigger_ready(ctx: Ctx, base: str, name: str, *, timeout: float =
 
 @contextlib.asynccontextmanager
 async def weir(
-    ctx: Ctx, triggers: Sequence[TriggerDoc], *, name: str = "weir", watch: bool = False
+    ctx: Ctx, triggers: Sequence[TriggerDoc], *, name: str = "weir", watch: bool = False,
+    store: str | None = None, role: str = "all", cpu: int = SUT_CPU,
 ) -> AsyncIterator[Sut]:
-    """Weir serving ``triggers`` on one Broker, started and with every Trigger Ready."""
+    """Weir serving ``triggers`` on one Broker, started and with every Trigger Ready; on a shared
+    backend with ``store`` (default: a fresh prefix) and ``role``, pinned to ``cpu``."""
     folder = ctx.scratch(name)
     write_manifests(folder / "bench.yaml", triggers)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = weir_command(ctx, folder, port, watch=watch)
+    cmd = weir_command(ctx, folder, port, watch=watch, store=store, role=role, cpu=cpu)
     async with running(cmd, ctx.logs, f"{name}-{port}", base + "/healthz", timeout=180) as proc:
         if triggers:
             await wait_trigger_ready(ctx, base, triggers[-1].name)
