@@ -30,6 +30,7 @@ import uvicorn
 
 from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
+from broker.errors import StoreError
 from broker.ingest import Ingest
 from broker.ingress import IngressApp
 from broker.store.factory import is_shared, open_store
@@ -110,12 +111,16 @@ async def run(config: RunConfig) -> int:
         return 2
 
     base_url = f"http://{advertised_host(config.host)}:{config.port}"
-    store = open_store(
-        config.store,
-        data_dir=config.data_dir,
-        max_events=config.store_max_events,
-        max_bytes=config.store_max_bytes,
-    )
+    try:
+        store = open_store(
+            config.store,
+            data_dir=config.data_dir,
+            max_events=config.store_max_events,
+            max_bytes=config.store_max_bytes,
+        )
+    except ValueError as exc:  # an invalid --store URL: the message names the parameter
+        print(f"weir: {exc}", file=sys.stderr)
+        return 2
     sinks = SinkRegistry(base_url, max_event_bytes=config.max_event_bytes)
     sender = LocalSender(HttpSender(default_timeout=config.delivery_timeout), sinks)
     ingest = Ingest(store)
@@ -176,7 +181,11 @@ async def run(config: RunConfig) -> int:
 
     # Closed in reverse order on every exit: sources, dispatcher (grace), sender, store.
     async with contextlib.AsyncExitStack() as running:
-        await store.open()
+        try:
+            await store.open()
+        except StoreError as exc:  # unreachable (retriable), or set up wrongly, e.g. create=false
+            print(f"weir: cannot open the store: {exc}", file=sys.stderr)
+            return 1 if exc.retriable else 2
         running.push_async_callback(store.close)
         running.push_async_callback(sender.close)
         if dispatching:

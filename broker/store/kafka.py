@@ -3,17 +3,24 @@ Weir process that names the same cluster and topic prefix.
 
 URL: ``kafka://HOST:PORT[,HOST:PORT...][?option=value&...]`` with the options
 
-=============== ======= ====================================================================
-``prefix``      weir    start of every topic and group name (several stores, one cluster)
-``partitions``  4       partitions per delivery topic: handles claiming one subscription at once
-``replicas``    1       replication factor of created topics (3 on a production cluster)
-``lease_ttl``   6       seconds: router group session, how long a dead router keeps its leases
-``claim_lease`` 6       seconds: dispatcher group session, how long a dead handle keeps its claims
-``timeout``     2       seconds one Kafka call may take before StoreUnavailable
-``buffer``      500     deliveries fetched ahead per subscription before its partitions pause
-=============== ======= ====================================================================
+================== ======= ====================================================================
+``prefix``         weir    start of every topic and group name (several stores, one cluster)
+``partitions``     4       partitions per delivery topic: handles claiming one subscription at once
+``replicas``       1       replication factor of created topics (3 on a production cluster)
+``lease_ttl``      6       seconds: router group session, how long a dead router keeps its leases
+``claim_lease``    6       seconds: dispatcher group session, how long a dead handle keeps its claims
+``timeout``        2       seconds one Kafka call may take before StoreUnavailable
+``buffer``         500     deliveries fetched ahead per subscription before its partitions pause
+``retention``      none    seconds: ``retention.ms`` of created log and delivery topics (older
+                           records are deleted, consumed or not); none: the cluster's default
+``dead_retention`` none    seconds: ``retention.ms`` of the dead-letter topic when created
+``create``         true    false: fail (naming it) instead of creating a topic
+================== ======= ====================================================================
 
-The names match the ``nats://`` store's where they mean the same.
+The names match the ``nats://`` store's where they mean the same. Topic settings apply when
+the store creates a topic; an existing one keeps its own. ``retention`` must exceed the longest
+outage to ride out. With ``create=false`` the dead-letter topic must exist on open, each log
+and delivery topic at its first use (:mod:`broker.store.kafka_topics`); forget still deletes.
 
 Apache Kafka refuses sessions below 6 s by default (``group.min.session.timeout.ms``). The
 store refuses sessions below 1 s (see below); tests use 1 s, as tansu takes about
@@ -80,12 +87,7 @@ from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
 from broker.store.dead_json import decode_dead_letter, encode_dead_letter
 from broker.store.kafka_claims import Claims
-from broker.store.kafka_codec import (
-    SEQ_SPAN,
-    delivery_key,
-    encode_delivery,
-    encode_events,
-)
+from broker.store.kafka_codec import SEQ_SPAN, delivery_key, encode_delivery, encode_events
 from broker.store.kafka_config import (
     RETRY_AFTER,
     KafkaStoreConfig,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -54,6 +55,14 @@ class KafkaStoreConfig:
     """How long one Kafka call may take before it fails with StoreUnavailable."""
     buffer: int = 500
     """Deliveries fetched ahead per subscription; its partitions pause while this many wait."""
+    retention: float | None = None
+    """``retention.ms`` of the log and delivery topics the store creates: records older than
+    this are deleted, consumed or not. ``None``: the cluster's default (Kafka's: 7 days)."""
+    dead_retention: float | None = None
+    """``retention.ms`` of the dead-letter topic when created; ``None``: the cluster's default."""
+    create: bool = True
+    """Whether missing topics are created; ``False``: a missing one is a
+    :class:`~broker.errors.StoreError` (not retriable) naming it."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -69,6 +78,11 @@ class KafkaStoreConfig:
                 # group, which keep their partitions: two lease holders, two claimers.
                 raise ValueError(f"Kafka store option {name} must be at least {MIN_SESSION} s, "
                                  f"not {getattr(self, name)}")
+        for name in ("retention", "dead_retention"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"Kafka store option {name} must be a positive number of seconds, "
+                                 f"not {value}")
 
 
 def kafka_config_from_url(url: str) -> KafkaStoreConfig:
@@ -87,8 +101,10 @@ def kafka_config_from_url(url: str) -> KafkaStoreConfig:
             options[name] = text
         elif name in ("partitions", "replicas", "buffer"):
             options[name] = _number(name, text, int)
-        elif name in ("lease_ttl", "claim_lease", "timeout"):
+        elif name in ("lease_ttl", "claim_lease", "timeout", "retention", "dead_retention"):
             options[name] = _number(name, text, float)
+        elif name == "create":
+            options[name] = _flag(name, text)
         else:
             raise ValueError(f"unknown Kafka store option {name!r} in {url!r}")
     return KafkaStoreConfig(bootstrap=servers, **options)
@@ -99,6 +115,13 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> int | float:
         return kind(text)
     except ValueError:
         raise ValueError(f"Kafka store option {name} must be a number, not {text!r}") from None
+
+
+def _flag(name: str, text: str) -> bool:
+    value = {"true": True, "false": False}.get(text.lower())
+    if value is None:
+        raise ValueError(f"Kafka store option {name} must be true or false, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,13 @@
 
 Topics are created explicitly (partitions and replication factor from the config) before
 anything produces to or subscribes to them, because a broker that auto-creates topics (tansu
-does, on any metadata request naming one) would pick its own partition count.
+does, on any metadata request naming one) would pick its own partition count. A topic created
+here gets ``retention.ms`` from ``retention`` (``dead_retention`` for the dead-letter topic)
+when set; an existing topic keeps its own configuration.
+
+With ``create=false`` nothing is created: a topic that does not exist is a
+:class:`~broker.errors.StoreError` (not retriable: waiting will not help) naming it, raised
+by :meth:`Topics.start` for the dead-letter topic and at first use for a log or delivery topic.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from collections.abc import Collection
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from broker.errors import StoreUnavailable
+from broker.errors import StoreError, StoreUnavailable
 from broker.store.kafka_config import (
     RETRY_AFTER,
     KafkaStoreConfig,
+    Names,
     client_options,
     kafka_errors,
     stop_quietly,
@@ -41,6 +48,10 @@ class Topics:
         async with kafka_errors("connecting", self._config.timeout):
             await admin.start()
         self._admin = admin
+        if not self._config.create:
+            # The one topic every store uses: a setup without it fails on open, not at the
+            # first dead letter.
+            await self.ensure(Names(self._config.prefix).dead, 1)
 
     async def stop(self) -> None:
         admin, self._admin = self._admin, None
@@ -48,14 +59,25 @@ class Topics:
             await stop_quietly("the admin client", admin.close(), self._config.timeout)
 
     async def ensure(self, topic: str, partitions: int) -> None:
-        """Create ``topic`` unless it exists (a topic someone else created is used as it is)."""
+        """Create ``topic`` unless it exists (a topic someone else created is used as it is);
+        with ``create=false``, raise the error naming it instead (see the module docstring)."""
         if topic in self._known:
             return
+        config = self._config
+        if not config.create:
+            if not await self.exists(topic):
+                raise StoreError(f"the Kafka store needs topic {topic} ({partitions} partition"
+                                 f"{'s' if partitions > 1 else ''}), which does not exist, and its URL says "
+                                 "create=false: create it (see docs/scaling.md) or set create=true",
+                                 retriable=False)
+            return
+        retention = config.dead_retention if topic == Names(config.prefix).dead else config.retention
+        settings = {} if retention is None else {"retention.ms": str(max(1, round(retention * 1000)))}
         admin = self._open()
-        async with kafka_errors(f"creating topic {topic}", self._config.timeout):
-            response = await admin.create_topics(
-                [NewTopic(topic, num_partitions=partitions, replication_factor=self._config.replicas)]
-            )
+        async with kafka_errors(f"creating topic {topic}", config.timeout):
+            response = await admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                                           replication_factor=config.replicas,
+                                                           topic_configs=settings)])
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_EXISTS):
                 raise StoreUnavailable(f"Kafka refused to create topic {name}: error {code} {message or ''}",

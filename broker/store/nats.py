@@ -18,10 +18,17 @@ parameter            default    meaning
 ``duplicate_window`` ``120``    seconds within which routing the same entry again creates no
                                 second pending delivery (the deliveries stream's window)
 ``timeout``          ``2``      seconds any one request to the server may take
+``retention``        none       seconds the server keeps log and pending-delivery messages
+                                (``max_age``), delivered or not; none: until delivered
+``dead_retention``   none       seconds the server keeps dead-letter records; none: forever
+``create``           ``true``   ``false``: fail (naming it) instead of creating a stream/bucket
 ===================  =========  =============================================================
 
-Streams and buckets are created by the first process that needs them; a later process with
-other settings uses them as they are.
+Streams and buckets are created by the first process that needs them (a log's stream at its
+first append, the others on open); a later process with other settings uses them as they are,
+with a warning. An event older than ``retention`` is dropped even if not yet delivered: it must
+exceed the longest outage to ride out. With ``create=false`` a missing stream or bucket is a
+:class:`~broker.errors.StoreError` (not retriable) naming it, on open or at a log's first append.
 
 * **append**: one message per append on the log's stream (file storage), so a batch is
   all-or-nothing; it returns once the server acknowledged it (stored, replicated). While the
@@ -68,7 +75,7 @@ from broker.store.nats_claims import Claims
 from broker.store.nats_codec import SCALE, encode_batch
 from broker.store.nats_config import NatsConfig, config_from_url
 from broker.store.nats_dead import DeadLetters
-from broker.store.nats_io import connect, ensure_bucket, ensure_stream, mapped
+from broker.store.nats_io import connect, ensure_stream, mapped, set_up
 from broker.store.nats_lease import Leases
 from broker.store.nats_log import Heads, LogReader
 from broker.store.nats_route import Router, Watchers
@@ -123,11 +130,7 @@ class NatsStore:
         try:
             js = nc.jetstream(timeout=cfg.timeout)
             with mapped("setting up the NATS store"):
-                await ensure_stream(js, cfg.deliveries_stream())
-                await ensure_stream(js, cfg.dead_stream())
-                replicas = cfg.replicas
-                cursors = await ensure_bucket(js, names.cursors_bucket, ttl=None, replicas=replicas)
-                leases = await ensure_bucket(js, names.leases_bucket, ttl=cfg.lease_ttl, replicas=replicas)
+                cursors, leases = await set_up(js, cfg)
         except BaseException:
             await nc.close()
             raise
@@ -180,7 +183,7 @@ class NatsStore:
                     try:
                         ack = await s.js.publish(subject, payload)
                     except nats.js.errors.NoStreamResponseError:
-                        await ensure_stream(s.js, self.config.log_stream(log))
+                        await ensure_stream(s.js, self.config.log_stream(log), create=self.config.create)
                         ack = await s.js.publish(subject, payload)
         self._room.added(len(events), size)
         await s.heads.announce(log, ack.seq * SCALE)

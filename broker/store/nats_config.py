@@ -1,11 +1,13 @@
 """Configuration of the NATS store and the ``nats://`` URL that carries it.
 
 The URL's parameters are described in :mod:`broker.store.nats`; the stream configurations
-here are what the first process to need a stream creates it with.
+here are what the first process to need a stream creates it with (with ``create=false``, what
+an operator must create beforehand).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,6 +29,14 @@ class NatsConfig:
     lease_ttl: float = 10.0
     duplicate_window: float = 120.0
     timeout: float = 2.0
+    retention: float | None = None
+    """Seconds the server keeps a message of a log stream or of the deliveries stream, routed
+    or delivered or not (the streams' ``max_age``); ``None``: until routed / delivered."""
+    dead_retention: float | None = None
+    """Seconds the server keeps a dead-letter record (``max_age``); ``None``: forever."""
+    create: bool = True
+    """Whether missing streams and KV buckets are created; ``False``: a missing one is a
+    :class:`~broker.errors.StoreError` (not retriable) naming it."""
     max_events: int | None = None
     """Log entries not yet routed the store may hold (also each stream's message limit)."""
     max_bytes: int | None = None
@@ -42,6 +52,10 @@ class NatsConfig:
         for name in ("claim_lease", "lease_ttl", "duplicate_window", "timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
+        for name in ("retention", "dead_retention"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value}")
         for name in ("max_events", "max_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -52,32 +66,52 @@ class NatsConfig:
         return Names(self.prefix)
 
     def log_stream(self, log: str) -> api.StreamConfig:
-        """A log's stream: file storage, the limits as its own (refusing new messages)."""
+        """A log's stream: file storage, the limits as its own (refusing new messages), messages
+        older than ``retention`` dropped."""
         names = self.names
         return api.StreamConfig(
             name=names.log_stream(log), subjects=[names.log_subjects(log)], storage=api.StorageType.FILE,
             discard=api.DiscardPolicy.NEW, max_msgs=self.max_events or -1, max_bytes=self.max_bytes or -1,
-            num_replicas=self.replicas)
+            max_age=self.retention or 0, num_replicas=self.replicas)
 
     def deliveries_stream(self) -> api.StreamConfig:
-        """The pending deliveries: a work queue (an acked message is deleted), deduplicated."""
+        """The pending deliveries: a work queue (an acked message is deleted), deduplicated;
+        messages older than ``retention`` dropped, delivered or not."""
         names = self.names
         return api.StreamConfig(
             name=names.deliveries_stream, subjects=[names.deliveries_subjects],
             retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
             discard=api.DiscardPolicy.NEW, max_msgs=self.max_events or -1, max_bytes=self.max_bytes or -1,
-            duplicate_window=self.duplicate_window, num_replicas=self.replicas)
+            max_age=self.retention or 0, duplicate_window=_window(self.duplicate_window, self.retention),
+            num_replicas=self.replicas)
 
     def dead_stream(self) -> api.StreamConfig:
+        """The dead-letter records, kept ``dead_retention`` seconds (0 in ``max_age``: forever)."""
         names = self.names
         return api.StreamConfig(
             name=names.dead_stream, subjects=[names.dead_subjects], storage=api.StorageType.FILE,
-            duplicate_window=self.duplicate_window, num_replicas=self.replicas)
+            max_age=self.dead_retention or 0,
+            duplicate_window=_window(self.duplicate_window, self.dead_retention), num_replicas=self.replicas)
+
+
+def _window(duplicate_window: float, max_age: float | None) -> float:
+    # The server refuses a deduplication window longer than the stream's max_age; a message
+    # older than max_age is gone anyway, so there is nothing left to be a duplicate of.
+    return duplicate_window if max_age is None else min(duplicate_window, max_age)
+
+
+def flag(text: str) -> bool:
+    """``true`` or ``false`` (any case); ``ValueError`` for anything else."""
+    value = {"true": True, "false": False}.get(text.lower())
+    if value is None:
+        raise ValueError(f"{text!r} is not true or false")
+    return value
 
 
 _PARAMS: dict[str, Callable[[str], Any]] = {
     "prefix": str, "replicas": int, "claim_lease": float, "lease_ttl": float,
-    "duplicate_window": float, "timeout": float,
+    "duplicate_window": float, "timeout": float, "retention": float, "dead_retention": float,
+    "create": flag,
 }
 assert set(_PARAMS) <= {f.name for f in fields(NatsConfig)}
 

@@ -6,6 +6,10 @@ is :class:`~broker.errors.StoreFull`; a message above the server's ``max_payload
 :class:`~broker.errors.EventTooLarge`; anything else (timeouts, no responders, a closed or
 reconnecting connection, other API errors) is :class:`~broker.errors.StoreUnavailable`. All
 are raised with ``retry_after`` :data:`RETRY_AFTER` seconds.
+
+With ``create=false`` a stream or bucket that does not exist is a configuration problem, not an
+outage: :func:`not_created` makes the :class:`~broker.errors.StoreError` (not retriable) that
+names it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
-from broker.errors import EventTooLarge, StoreFull, StoreUnavailable, WeirError
+from broker.errors import EventTooLarge, StoreError, StoreFull, StoreUnavailable, WeirError
+from broker.store.nats_config import NatsConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +98,32 @@ async def connect(
     return client
 
 
-async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+def not_created(missing: Sequence[str]) -> StoreError:
+    """The error for streams/buckets (``missing``, e.g. ``"stream WEIR_DEAD"``) that do not
+    exist while the store may not create them: not retriable, since waiting will not help."""
+    one = len(missing) == 1
+    return StoreError(f"the NATS store needs {', '.join(missing)}, which {'does' if one else 'do'} not "
+                      f"exist, and its URL says create=false: create {'it' if one else 'them'} "
+                      "(docs/scaling.md lists the settings) or set create=true", retriable=False)
+
+
+def described(config: api.StreamConfig) -> str:
+    return f"stream {config.name} (subjects {', '.join(config.subjects or ())})"
+
+
+async def ensure_stream(js: JetStreamContext, config: api.StreamConfig, *, create: bool = True) -> None:
     """Create the stream unless it exists; an existing stream keeps its own configuration.
 
     A byte limit the server cannot reserve (beyond its JetStream storage) is dropped from the
-    stream with a warning: the store still checks ``max_bytes`` before each append.
+    stream with a warning: the store still checks ``max_bytes`` before each append. With
+    ``create`` false a missing stream raises :func:`not_created` instead.
     """
+    if not create:
+        try:
+            await js.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            raise not_created([described(config)]) from None
+        return
     try:
         await js.add_stream(config)
     except nats.js.errors.APIError as exc:
@@ -106,22 +131,52 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
             log.warning("nats: the server cannot reserve %d bytes for stream %s; creating it without "
                         "a byte limit", config.max_bytes, config.name)
             await ensure_stream(js, config.evolve(max_bytes=-1))
-        elif exc.err_code != IN_USE:
+        elif exc.err_code == IN_USE:
+            # Settings changed in the URL (retention, limits, replicas) apply to new streams only.
+            log.warning("nats: stream %s exists with other settings than this store's; using it as it is",
+                        config.name)
+        else:
             raise
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: str, *, ttl: float | None, replicas: int) -> KeyValue:
-    """The KV bucket, created (history 1, file storage) unless it exists."""
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, ttl: float | None, replicas: int, create: bool = True
+) -> KeyValue:
+    """The KV bucket, created (history 1, file storage) unless it exists or ``create`` is false
+    (then ``BucketNotFoundError``)."""
     try:
         return await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
-        pass
+        if not create:
+            raise
     try:
         return await js.create_key_value(bucket=bucket, history=1, ttl=ttl, replicas=replicas)
     except nats.js.errors.APIError as exc:
         if exc.err_code != IN_USE:
             raise
         return await js.key_value(bucket)
+
+
+async def set_up(js: JetStreamContext, config: NatsConfig) -> tuple[KeyValue, KeyValue]:
+    """The deliveries and dead-letter streams and the cursors and leases buckets, created unless
+    they exist; with ``config.create`` false every missing one is named in one
+    :func:`not_created` error. Returns the buckets (cursors, leases)."""
+    names, create = config.names, config.create
+    missing: list[str] = []
+    for stream in (config.deliveries_stream(), config.dead_stream()):
+        try:
+            await ensure_stream(js, stream, create=create)
+        except StoreError:
+            missing.append(described(stream))
+    buckets: list[KeyValue] = []
+    for bucket, ttl in ((names.cursors_bucket, None), (names.leases_bucket, config.lease_ttl)):
+        try:
+            buckets.append(await ensure_bucket(js, bucket, ttl=ttl, replicas=config.replicas, create=create))
+        except nats.js.errors.BucketNotFoundError:
+            missing.append(f"KV bucket {bucket}" + (f" (TTL {ttl:g} s)" if ttl else ""))
+    if missing:
+        raise not_created(missing)
+    return buckets[0], buckets[1]
 
 
 async def api_request(nc: Client, subject: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
