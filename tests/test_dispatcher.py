@@ -484,3 +484,29 @@ async def test_removed_subscription_is_forgotten_and_others_continue(sink: Recor
         await m.send(event())
         await m.until(kept, "delivered", 2)
     assert len(sink.requests("/gone")) == 1
+
+
+async def test_idle_worker_hibernates_and_wakes_for_new_events(sink: RecordingSink) -> None:
+    t = name("sleepy")
+    async with mesh(broker({"order.created": [t]}, sub(t, sink.url_for("/" + t)))) as m:
+        await eventually(lambda: t not in m.dispatcher.awake(), what=f"{t} hibernating")
+        for round_ in (1, 2):
+            await m.send(event())
+            await m.until(t, "delivered", round_)
+            await eventually(lambda: t not in m.dispatcher.awake(), what=f"{t} hibernating again")
+
+
+async def test_hibernating_worker_is_polled_for_unannounced_deliveries(
+    sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deliveries routed where no notify reaches this dispatcher (another process, or claims
+    # that expired elsewhere) are found by the sweep of hibernating workers.
+    monkeypatch.setattr("broker.delivery.dispatcher.POLL_INTERVAL", 0.2)
+    t = name("polled")
+    async with mesh(broker({}, sub(t, sink.url_for("/" + t)))) as m:
+        await eventually(lambda: t not in m.dispatcher.awake(), what=f"{t} hibernating")
+        await m.store.append("elsewhere/log", [event()])
+        (entry,) = await m.store.read("elsewhere/log", 0, 10)
+        await m.store.route("elsewhere/log", entry.seq, [(entry.seq, t)])
+        await m.until(t, "delivered", 1)
+        await m.settled()

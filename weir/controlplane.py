@@ -130,9 +130,13 @@ class ControlPlane:
                     log_name = f"{resource.namespace}/{resource.broker}"
                     plans[log_name][plan.name] = plan
                     filters.setdefault(log_name, {})[plan.name] = flt
+        shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         for key, st in status.items():
             st["observedGeneration"] = resources[key].generation
             self._stamp_transitions(key, st)
+            # Objects share equal conditions (10,000 healthy Triggers hold the same four), so
+            # a condition dict is never changed in place once stamped.
+            st["conditions"] = [shared.setdefault(tuple(c.items()), c) for c in st["conditions"]]
         self._status = status
 
         await self._dispatcher.apply(

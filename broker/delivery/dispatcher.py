@@ -13,7 +13,9 @@ caller's to open and close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,12 +25,17 @@ from broker.delivery.deadletter import DeadLetterHandler
 from broker.delivery.metrics import SubscriptionStats
 from broker.delivery.router import Router
 from broker.delivery.sender import Sender
-from broker.delivery.worker import Worker
+from broker.delivery.worker import POLL_INTERVAL, Worker
 from broker.ingest import Ingest
 from broker.routing import BrokerPlan, SubscriptionPlan
 from broker.store.base import EventStore
 
 log = logging.getLogger(__name__)
+
+SWEEP_RATE = 500.0
+"""Hibernating workers polled per second at most: each is polled every :data:`POLL_INTERVAL`
+seconds, or every ``count / SWEEP_RATE`` seconds when there are more of them."""
+SWEEP_TICK = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +79,7 @@ class Dispatcher:
         self._workers: dict[str, Worker] = {}
         self._desired: dict[str, BrokerPlan] = {}
         self._running = False
+        self._sweeper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -80,6 +88,7 @@ class Dispatcher:
             if not self._running:
                 # Deliveries routed by another dispatcher process wake the matching worker.
                 self._store.watch(self._notify)
+                self._sweeper = asyncio.create_task(self._sweep(), name="weir-dispatcher-sweep")
             self._running = True
             await self._reconcile()
 
@@ -107,6 +116,11 @@ class Dispatcher:
         """
         async with self._lock:
             self._running = False
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+                self._sweeper = None
             brokers, self._brokers = self._brokers, {}
             self._workers = {}
             await asyncio.gather(*(b.router.stop() for b in brokers.values()))
@@ -116,6 +130,11 @@ class Dispatcher:
         """Per subscription name: ``in_flight``, ``delivered``, ``retries``, ``dead_lettered``,
         ``replies`` and ``replies_dropped`` since its worker started."""
         return {name: worker.stats.as_dict() for name, worker in sorted(self._workers.items())}
+
+    def awake(self) -> list[str]:
+        """Names of the subscriptions whose worker is awake (holds claims or heard news within
+        the last :data:`~broker.delivery.worker.HIBERNATE_AFTER` seconds)."""
+        return sorted(name for name, worker in self._workers.items() if not worker.hibernating)
 
     async def _reconcile(self) -> None:
         # All removals first, so a subscription that moved to another Broker is dropped (and
@@ -174,6 +193,24 @@ class Dispatcher:
             )
 
         return Worker(plan=plan, store=self._store, batch=self._config.batch, stats=stats, courier=courier)
+
+    async def _sweep(self) -> None:
+        """Poll hibernating workers in turn, spread evenly over each round (the safety net for
+        deliveries nobody announced; awake workers poll on their own)."""
+        while True:
+            names = list(self._workers)
+            if not names:
+                await asyncio.sleep(POLL_INTERVAL)
+                continue
+            period = max(POLL_INTERVAL, len(names) / SWEEP_RATE)
+            per_tick = max(1, math.ceil(len(names) * SWEEP_TICK / period))
+            pause = period / math.ceil(len(names) / per_tick)
+            for start in range(0, len(names), per_tick):
+                for name in names[start : start + per_tick]:
+                    worker = self._workers.get(name)
+                    if worker is not None and worker.hibernating:
+                        worker.poll()
+                await asyncio.sleep(pause)
 
     def _notify(self, names: Iterable[str]) -> None:
         for name in names:

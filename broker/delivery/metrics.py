@@ -9,7 +9,8 @@ Prometheus series (default registry):
 * ``weir_delivery_attempts_total{trigger}``: HTTP attempts to subscribers and dead-letter sinks.
 * ``weir_delivery_latency_seconds``: from acceptance (``knativearrivaltime``) to final outcome.
 
-Label children are resolved once per subscription so the hot path is a lock-free increment.
+Label children are resolved on a subscription's first use of each, then kept, so the hot path is
+a lock-free increment and an idle Trigger costs no series (its counters appear at first use).
 """
 
 from __future__ import annotations
@@ -47,24 +48,24 @@ class SubscriptionStats:
     """Reply events accepted into the Broker."""
     replies_dropped: int = 0
     """Reply events dropped because their ``knativebrokerttl`` ran out (loop protection)."""
-    _outcomes: dict[str, Counter] = field(default_factory=dict, repr=False)
+    _delivered: Counter | None = field(default=None, repr=False)
     _attempts: Counter | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self._outcomes = {o: DELIVERIES.labels(self.name, o) for o in OUTCOMES}
-        self._attempts = ATTEMPTS.labels(self.name)
-
     def attempt(self) -> None:
-        if self._attempts is not None:
-            self._attempts.inc()
+        if self._attempts is None:
+            self._attempts = ATTEMPTS.labels(self.name)
+        self._attempts.inc()
 
     def outcome(self, outcome: Outcome, latency: float | None) -> None:
         """Count a final outcome; ``latency`` in seconds since acceptance, when known."""
         if outcome == "delivered":
             self.delivered += 1
+            if self._delivered is None:
+                self._delivered = DELIVERIES.labels(self.name, outcome)
+            self._delivered.inc()
         else:
             self.dead_lettered += 1
-        self._outcomes[outcome].inc()
+            DELIVERIES.labels(self.name, outcome).inc()  # rare: no need to keep the child
         if latency is not None:
             LATENCY.observe(max(latency, 0.0))
 

@@ -2,7 +2,11 @@
 
 * Deliveries are claimed from the store in batches (:meth:`EventStore.claim`: nobody else is
   given them while this worker holds them) when the router or the store signals new ones, and
-  every :data:`POLL_INTERVAL` seconds as a safety net.
+  every :data:`POLL_INTERVAL` seconds as a safety net while it holds any.
+* A worker that wakes and finds nothing to claim, or that has nothing claimed and hears
+  nothing for :data:`HIBERNATE_AFTER` seconds, hibernates: its task and buffers are released
+  (an idle Trigger then costs a few hundred bytes) until :meth:`Worker.notify` or
+  :meth:`Worker.poll` wakes it.
 * At most ``SubscriptionPlan.max_in_flight`` deliveries run at once; at most ``batch`` more are
   buffered in memory.
 * Ordered subscriptions: deliveries sharing a ``partitionkey`` value (events without one share a
@@ -22,6 +26,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from broker.delivery.courier import Courier
 from broker.delivery.metrics import SubscriptionStats
@@ -34,10 +39,34 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 5.0
 """Seconds between fetches when no wake-up arrives (covers deliveries routed by another process)."""
+HIBERNATE_AFTER = 1.0
+"""Seconds an idle worker (nothing claimed) waits for news before it hibernates."""
 STORE_PAUSE = 1.0
 """Seconds to wait after a store error before touching the store again."""
 
 _NO_KEY = object()
+
+_Entry = tuple[Delivery, object]
+"""A claimed delivery with its ordering key (``None`` when unordered)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Running:
+    """An awake worker's state: its loop and what it has claimed. Dropped on hibernation."""
+
+    known: set[int] = field(default_factory=set)
+    """Seqs claimed: buffered, in flight, or finished but not yet written back."""
+    ready: deque[_Entry] = field(default_factory=deque)
+    """Deliveries to start."""
+    blocked: dict[object, deque[_Entry]] = field(default_factory=dict)
+    claimed: set[object] = field(default_factory=set)
+    """Ordering keys with a delivery ready or in flight."""
+    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    done: list[int] = field(default_factory=list)
+    loop: asyncio.Task[None] | None = None
+    waiter: asyncio.Future[None] | None = None
+    worked: bool = False
+    """Whether this run claimed anything (one that found nothing hibernates at once)."""
 
 
 class Worker:
@@ -57,38 +86,43 @@ class Worker:
         self._batch = batch
         self.stats = stats
         self._courier = courier(lambda: self._plan)
-        self._known: set[int] = set()
-        """Seqs claimed: buffered, in flight, or finished but not yet written back."""
-        self._ready: deque[tuple[Delivery, object]] = deque()
-        """Deliveries to start, each with its ordering key (``None`` when unordered)."""
-        self._blocked: dict[object, deque[tuple[Delivery, object]]] = {}
-        self._claimed: set[object] = set()
-        """Ordering keys with a delivery ready or in flight."""
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._done: list[int] = []
-        self._wake = asyncio.Event()
+        self._run_state: _Running | None = None
+        """Claimed deliveries and the loop's task; ``None`` while hibernating."""
         self._generation = 0
+        self._signalled = False
         self._drained = False
+        self._started = False
         self._stopping = False
-        self._loop: asyncio.Task[None] | None = None
 
     @property
     def plan(self) -> SubscriptionPlan:
         return self._plan
 
+    @property
+    def hibernating(self) -> bool:
+        """Whether the worker holds no claims and runs no task (it wakes on a signal)."""
+        return self._run_state is None
+
     def update(self, plan: SubscriptionPlan) -> None:
         """Swap the plan in place; in-flight deliveries use it from their next attempt."""
         self._plan = plan
-        self._wake.set()
+        self._signal()
 
     def notify(self) -> None:
         """New pending deliveries exist (called by the router after :meth:`EventStore.route`)."""
         self._generation += 1
         self._drained = False
-        self._wake.set()
+        self._signal()
+
+    def poll(self) -> None:
+        """Claim once even without news: the safety net for deliveries nobody announced
+        (claims expired in a crashed process sharing the store)."""
+        self._drained = False
+        self._signal()
 
     def start(self) -> None:
-        self._loop = asyncio.create_task(self._run(), name=f"weir-worker-{self._plan.name}")
+        self._started = True
+        self._signal()
 
     async def stop(self, grace: float) -> None:
         """Stop fetching; give in-flight deliveries ``grace`` seconds, then cancel the rest.
@@ -96,30 +130,43 @@ class Worker:
         Cancelled deliveries stay pending in the store and are delivered again after a restart.
         """
         self._stopping = True
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
-        tasks = list(self._tasks.values())
+        run, self._run_state = self._run_state, None
+        if run is None:
+            return
+        if run.loop is not None:
+            run.loop.cancel()
+            await asyncio.gather(run.loop, return_exceptions=True)
+        tasks = list(run.tasks.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=max(grace, 0.0))
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await self._flush()
-            unfinished = sorted(self._known)
+            await self._flush(run)
+            unfinished = sorted(run.known)
             if unfinished:
                 await self._store.release(self._plan.name, unfinished)
         except StoreError as exc:
             log.error("could not record the outcome of %d claimed deliveries of %s: %s "
-                      "(they will be redelivered)", len(self._known), self._plan.name, exc)
+                      "(they will be redelivered)", len(run.known), self._plan.name, exc)
 
-    async def _run(self) -> None:
+    def _signal(self) -> None:
+        self._signalled = True
+        run = self._run_state
+        if run is None:
+            if self._started and not self._stopping:
+                run = self._run_state = _Running()
+                run.loop = asyncio.create_task(self._run(run), name=f"weir-worker-{self._plan.name}")
+        elif run.waiter is not None and not run.waiter.done():
+            run.waiter.set_result(None)
+
+    async def _run(self, run: _Running) -> None:
         while not self._stopping:
-            self._wake.clear()
+            self._signalled = False
             try:
-                await self._flush()
-                await self._fetch()
+                await self._flush(run)
+                await self._fetch(run)
             except StoreError as exc:
                 log.warning("store error in worker %s: %s", self._plan.name, exc)
                 await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
@@ -128,17 +175,35 @@ class Worker:
                 log.exception("worker %s failed; retrying", self._plan.name)
                 await asyncio.sleep(STORE_PAUSE)
                 continue
-            self._launch()
-            if self._drained or not self._has_room():
-                try:
-                    # Jittered so thousands of idle workers do not all query the store at once.
-                    async with asyncio.timeout(POLL_INTERVAL * (0.5 + random.random())):
-                        await self._wake.wait()
-                except TimeoutError:
+            self._launch(run)
+            if self._drained and not run.worked:
+                self._run_state = None  # woken for nothing (a poll, a start): back to sleep
+                return
+            if self._drained or not self._has_room(run):
+                # Jittered so thousands of idle workers do not all query the store at once.
+                timeout = POLL_INTERVAL * (0.5 + random.random()) if run.known else HIBERNATE_AFTER
+                if not await self._wait(run, timeout):
+                    if not run.known:
+                        self._run_state = None  # hibernate; the next signal starts a new loop
+                        return
                     self._drained = False
 
-    def _has_room(self) -> bool:
-        return len(self._ready) < self._plan.max_in_flight and self._room() > 0
+    async def _wait(self, run: _Running, timeout: float) -> bool:
+        """Wait for a signal for up to ``timeout`` seconds; whether one came."""
+        if self._signalled:
+            return True
+        run.waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await run.waiter
+            return True
+        except TimeoutError:
+            return self._signalled
+        finally:
+            run.waiter = None
+
+    def _has_room(self, run: _Running) -> bool:
+        return len(run.ready) < self._plan.max_in_flight and self._room(run) > 0
 
     @property
     def _prefetch(self) -> int:
@@ -146,64 +211,64 @@ class Worker:
         # batch per worker would hold hundreds of events each in memory.
         return min(self._batch, self._plan.max_in_flight)
 
-    def _room(self) -> int:
-        return self._plan.max_in_flight + self._prefetch - len(self._known) + len(self._done)
+    def _room(self, run: _Running) -> int:
+        return self._plan.max_in_flight + self._prefetch - len(run.known) + len(run.done)
 
-    async def _fetch(self) -> None:
-        if self._drained or not self._has_room():
+    async def _fetch(self, run: _Running) -> None:
+        if self._drained or not self._has_room(run):
             return
-        limit = min(self._prefetch, self._room())
+        limit = min(self._prefetch, self._room(run))
         generation = self._generation
         found = await self._store.claim(self._plan.name, limit, ordered=self._plan.ordered)
+        run.worked = run.worked or bool(found)
         for delivery in found:
-            if delivery.seq not in self._known:
-                self._known.add(delivery.seq)
-                self._enqueue(delivery)
+            if delivery.seq not in run.known:
+                run.known.add(delivery.seq)
+                self._enqueue(run, delivery)
         # A notify() during the fetch may have routed more than we saw: fetch again.
         self._drained = len(found) < limit and generation == self._generation
 
-    def _enqueue(self, delivery: Delivery) -> None:
+    def _enqueue(self, run: _Running, delivery: Delivery) -> None:
         key: object = None
         if self._plan.ordered:
             key = delivery.event.text(PARTITION_KEY) or _NO_KEY
-            if key in self._claimed:
-                self._blocked.setdefault(key, deque()).append((delivery, key))
+            if key in run.claimed:
+                run.blocked.setdefault(key, deque()).append((delivery, key))
                 return
-            self._claimed.add(key)
-        self._ready.append((delivery, key))
+            run.claimed.add(key)
+        run.ready.append((delivery, key))
 
-    def _launch(self) -> None:
-        while self._ready and len(self._tasks) < self._plan.max_in_flight:
-            delivery, key = self._ready.popleft()
-            task = asyncio.create_task(self._carry(delivery, key))
-            self._tasks[delivery.seq] = task
-        self.stats.in_flight = len(self._tasks)
+    def _launch(self, run: _Running) -> None:
+        while run.ready and len(run.tasks) < self._plan.max_in_flight:
+            delivery, key = run.ready.popleft()
+            run.tasks[delivery.seq] = asyncio.create_task(self._carry(run, delivery, key))
+        self.stats.in_flight = len(run.tasks)
 
-    async def _carry(self, delivery: Delivery, key: object) -> None:
+    async def _carry(self, run: _Running, delivery: Delivery, key: object) -> None:
         try:
             if await self._courier.carry(delivery):
-                self._done.append(delivery.seq)
+                run.done.append(delivery.seq)
             else:
-                self._known.discard(delivery.seq)
+                run.known.discard(delivery.seq)
         except StoreError as exc:
             log.error("%s seq %d stays pending, the store failed: %s",
                       delivery.subscription, delivery.seq, exc)
-            await self._retry_later(delivery.seq)
+            await self._retry_later(run, delivery.seq)
         except Exception:
             log.exception("%s seq %d failed unexpectedly; it stays pending",
                           delivery.subscription, delivery.seq)
-            await self._retry_later(delivery.seq)
+            await self._retry_later(run, delivery.seq)
         finally:
-            self._tasks.pop(delivery.seq, None)
-            self.stats.in_flight = len(self._tasks)
-            self._release(key)
+            run.tasks.pop(delivery.seq, None)
+            self.stats.in_flight = len(run.tasks)
+            self._release(run, key)
             if key is not None:
                 # A shared store hands out an ordered subscription's deliveries one at a time,
                 # so a short claim did not mean there were no more.
                 self._drained = False
-            self._wake.set()
+            self._signal()
 
-    async def _retry_later(self, seq: int) -> None:
+    async def _retry_later(self, run: _Running, seq: int) -> None:
         # Holding the slot for a moment keeps a persistent failure from spinning.
         await asyncio.sleep(STORE_PAUSE)
         try:
@@ -211,27 +276,28 @@ class Worker:
         except StoreError as exc:
             log.warning("could not release %s seq %d: %s", self._plan.name, seq, exc)
             return
-        self._known.discard(seq)
+        run.known.discard(seq)
         self._drained = False
 
-    def _release(self, key: object) -> None:
+    @staticmethod
+    def _release(run: _Running, key: object) -> None:
         if key is None:
             return
-        waiting = self._blocked.get(key)
+        waiting = run.blocked.get(key)
         if waiting:
-            self._ready.append(waiting.popleft())
+            run.ready.append(waiting.popleft())
             if not waiting:
-                del self._blocked[key]
+                del run.blocked[key]
         else:
-            self._claimed.discard(key)
+            run.claimed.discard(key)
 
-    async def _flush(self) -> None:
-        if not self._done:
+    async def _flush(self, run: _Running) -> None:
+        if not run.done:
             return
-        seqs, self._done = self._done, []
+        seqs, run.done = run.done, []
         try:
             await self._store.finish(self._plan.name, seqs)
         except BaseException:
-            self._done = seqs + self._done
+            run.done = seqs + run.done
             raise
-        self._known.difference_update(seqs)
+        run.known.difference_update(seqs)
