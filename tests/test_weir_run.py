@@ -75,7 +75,9 @@ async def test_examples_print_a_posted_event(tmp_path: Path, weirs: list[WeirPro
     examples = tmp_path / "examples"
     shutil.copytree(ROOT / "deploy" / "examples", examples)
     weir = await start(weirs, [examples], tmp_path)
-    assert f"Broker default/default ingress: {weir.url}/default/default" in weir.stdout()
+    # /healthz answers as soon as uvicorn listens; the URLs are printed a moment later.
+    line = f"Broker default/default ingress: {weir.url}/default/default"
+    await poll(lambda: line in weir.stdout(), what="the Broker's ingress URL on stdout")
 
     status = await post(f"{weir.url}/default/default", "dev.weir.tour", "tour-1", b'{"hello": "weir"}')
     assert status == 202
