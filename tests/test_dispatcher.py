@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
+from broker.delivery.dispatcher import START_BATCH, Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
 from broker.delivery.spec import DeliverySpec
 from broker.event import ARRIVAL_TIME, TTL, Event
@@ -509,4 +509,19 @@ async def test_hibernating_worker_is_polled_for_unannounced_deliveries(
         (entry,) = await m.store.read("elsewhere/log", 0, 10)
         await m.store.route("elsewhere/log", entry.seq, [(entry.seq, t)])
         await m.until(t, "delivered", 1)
+        await m.settled()
+
+
+async def test_pending_deliveries_of_many_subscriptions_resume_in_start_batches(sink: RecordingSink) -> None:
+    # More subscriptions than one start batch, each with a delivery pending from before the
+    # start: every worker makes its first claim, batch after batch.
+    store = MemoryStore()
+    await store.open()
+    subs = [sub(name(f"resume{k}"), sink.url_for(f"/resume/{k}")) for k in range(START_BATCH * 2 + 5)]
+    await store.append("earlier/log", [event()])
+    (entry,) = await store.read("earlier/log", 0, 10)
+    await store.route("earlier/log", entry.seq, [(entry.seq, s.name) for s in subs])
+    async with mesh(broker({}, *subs), store=store) as m:
+        for s in subs:
+            await m.until(s.name, "delivered", 1)
         await m.settled()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,12 @@ SWEEP_RATE = 500.0
 """Hibernating workers polled per second at most: each is polled every :data:`POLL_INTERVAL`
 seconds, or every ``count / SWEEP_RATE`` seconds when there are more of them."""
 SWEEP_TICK = 0.1
+START_BATCH = 64
+"""New workers that make their first claim at once: starting 10,000 Triggers together would
+queue 10,000 store reads (memory that stays with the process after the peak)."""
+START_WAIT = 1.0
+"""Seconds a start batch waits for its first claims before the next batch starts anyway
+(a store that fails keeps its workers retrying)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +87,9 @@ class Dispatcher:
         self._desired: dict[str, BrokerPlan] = {}
         self._running = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._cold: deque[Worker] = deque()
+        """Workers waiting for their start batch."""
+        self._starter: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -121,6 +131,12 @@ class Dispatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweeper
                 self._sweeper = None
+            if self._starter is not None:
+                self._starter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._starter
+                self._starter = None
+            self._cold.clear()
             brokers, self._brokers = self._brokers, {}
             self._workers = {}
             await asyncio.gather(*(b.router.stop() for b in brokers.values()))
@@ -161,7 +177,7 @@ class Dispatcher:
                 worker = broker.workers.get(name)
                 if worker is None:
                     worker = broker.workers[name] = self._workers[name] = self._worker(sub)
-                    worker.start()
+                    self._enlist(worker)
                     log.info("started subscription %s -> %s", name, sub.subscriber)
                 elif worker.plan != sub:
                     worker.update(sub)
@@ -193,6 +209,23 @@ class Dispatcher:
             )
 
         return Worker(plan=plan, store=self._store, batch=self._config.batch, stats=stats, courier=courier)
+
+    def _enlist(self, worker: Worker) -> None:
+        self._cold.append(worker)
+        if self._starter is None or self._starter.done():
+            self._starter = asyncio.create_task(self._start_cold(), name="weir-dispatcher-start")
+
+    async def _start_cold(self) -> None:
+        """Start enlisted workers :data:`START_BATCH` at a time, each batch once the previous
+        one has claimed (or after :data:`START_WAIT` seconds)."""
+        while self._cold:
+            batch = [self._cold.popleft() for _ in range(min(START_BATCH, len(self._cold)))]
+            for worker in batch:
+                worker.start()
+            claims = [asyncio.ensure_future(worker.first_claim()) for worker in batch]
+            _, late = await asyncio.wait(claims, timeout=START_WAIT)
+            for waiting in late:
+                waiting.cancel()
 
     async def _sweep(self) -> None:
         """Poll hibernating workers in turn, spread evenly over each round (the safety net for

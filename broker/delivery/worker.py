@@ -93,6 +93,8 @@ class Worker:
         self._drained = False
         self._started = False
         self._stopping = False
+        self._claimed_once = False
+        self._first: asyncio.Future[None] | None = None
 
     @property
     def plan(self) -> SubscriptionPlan:
@@ -124,12 +126,26 @@ class Worker:
         self._started = True
         self._signal()
 
+    async def first_claim(self) -> None:
+        """Return once the worker has asked the store for deliveries since :meth:`start` (or
+        has stopped)."""
+        if not self._claimed_once and not self._stopping:
+            if self._first is None:
+                self._first = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._first)
+
+    def _mark_claimed(self) -> None:
+        self._claimed_once = True
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+
     async def stop(self, grace: float) -> None:
         """Stop fetching; give in-flight deliveries ``grace`` seconds, then cancel the rest.
 
         Cancelled deliveries stay pending in the store and are delivered again after a restart.
         """
         self._stopping = True
+        self._mark_claimed()  # nobody waits for a stopped worker
         run, self._run_state = self._run_state, None
         if run is None:
             return
@@ -167,6 +183,7 @@ class Worker:
             try:
                 await self._flush(run)
                 await self._fetch(run)
+                self._mark_claimed()
             except StoreError as exc:
                 log.warning("store error in worker %s: %s", self._plan.name, exc)
                 await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
