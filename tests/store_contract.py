@@ -12,6 +12,7 @@ Shared backends learn of deliveries asynchronously, so claims are polled with a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ from broker.store.base import DeadLetter, Delivery, EventStore
 LOG = "default/broker"
 OTHER_LOG = "other/broker"
 
+
+
+def prefix_for(place: Path, letter: str = "t") -> str:
+    """A stream/topic prefix of its own for each test (shared servers outlive the tests)."""
+    return letter + hashlib.sha256(str(place).encode()).hexdigest()[:12]
 
 class MakeStore(Protocol):
     def __call__(

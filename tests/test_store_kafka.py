@@ -8,7 +8,6 @@ other's topics or groups. Group sessions are short (1 s) so joins and hand-overs
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.store_contract import (
     _lease_holder,
     claim_n,
     event,
+    prefix_for,
 )
 
 SESSION = 1.0
@@ -38,12 +38,9 @@ SESSION = 1.0
 about a second per join, two when a member joins a group that has one)."""
 
 
-def prefix_of(place: Path) -> str:
-    return "t" + hashlib.sha256(str(place).encode()).hexdigest()[:12]
-
 
 def url_of(bootstrap: str, place: Path, **options: object) -> str:
-    settings = {"prefix": prefix_of(place), "lease_ttl": SESSION, "claim_lease": SESSION, **options}
+    settings = {"prefix": prefix_for(place), "lease_ttl": SESSION, "claim_lease": SESSION, **options}
     return f"kafka://{bootstrap}?" + "&".join(f"{k}={v}" for k, v in settings.items())
 
 

@@ -7,7 +7,6 @@ back with DescribeConfigs, which tansu answers with the configs a topic was crea
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,15 @@ from broker.errors import StoreError
 from broker.store.base import DeadLetter
 from broker.store.kafka import KafkaStore, kafka_store_from_url
 from broker.store.kafka_config import Names, kafka_config_from_url
-from tests.store_contract import LOG, event
+from tests.store_contract import LOG, event, prefix_for
 
 SUBSCRIPTION = "ns/t"
 OTHER_LOG = "ns/other"
 
 
 def prefix_of(place: Path) -> str:
-    return "o" + hashlib.sha256(str(place).encode()).hexdigest()[:12]
+    return prefix_for(place, "o")
+
 
 
 def store(bootstrap: str, place: Path, query: str = "") -> KafkaStore:

@@ -8,7 +8,6 @@ session server without meeting each other's streams. Failure tests run their own
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,20 +39,18 @@ from tests.store_contract import (
     event,
     eventually,
     fill,
+    prefix_for,
 )
 
 LEASE = 2.0
 """Claim lease and routing lease TTL in these tests (seconds)."""
 
 
-def prefix_of(place: Path) -> str:
-    return "t" + hashlib.sha1(str(place).encode()).hexdigest()[:10]
-
 
 def make_store(
     url: str, place: Path, *, max_events: int | None = None, max_bytes: int | None = None
 ) -> NatsStore:
-    config = NatsConfig(servers=(url,), prefix=prefix_of(place), claim_lease=LEASE, lease_ttl=LEASE,
+    config = NatsConfig(servers=(url,), prefix=prefix_for(place), claim_lease=LEASE, lease_ttl=LEASE,
                         max_events=max_events, max_bytes=max_bytes)
     return NatsStore(config)
 

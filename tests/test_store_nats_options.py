@@ -6,7 +6,6 @@ its own prefix (from its ``tmp_path``), reading the streams' settings back with 
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,13 +19,14 @@ from nats.js import JetStreamContext
 from broker.errors import StoreError
 from broker.store.nats import NatsStore, nats_store_from_url
 from broker.store.nats_names import Names
-from tests.store_contract import LOG, event, eventually
+from tests.store_contract import LOG, event, eventually, prefix_for
 
 OTHER_LOG = "ns/other"
 
 
 def prefix_of(place: Path) -> str:
-    return "o" + hashlib.sha1(str(place).encode()).hexdigest()[:10]
+    return prefix_for(place, "o")
+
 
 
 def store(nats_url: str, place: Path, query: str = "") -> NatsStore:

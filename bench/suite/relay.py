@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 import uvicorn
 
-from bench.suite.sink import Receive, Scope, Send
+from bench.suite.sink import Receive, Scope, Send, answer_empty, cloudevent_headers, read_body
 
 Row = tuple[int, bytes, bytes]
 
@@ -103,16 +103,9 @@ class Relay:
             return
         if not self.started:
             self._start()
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
         if scope["method"] == "POST":
-            kept = [(k, v) for k, v in scope["headers"] if k.startswith(b"ce-") or k == b"content-type"]
-            headers = orjson.dumps({k.decode(): v.decode() for k, v in kept})
-            body = b"".join(chunks)
+            headers = orjson.dumps({k.decode(): v.decode() for k, v in cloudevent_headers(scope)})
             if self.db is None:
                 self.rows.append((len(self.rows) + 1, headers, body))
                 self.wake.set()
@@ -120,9 +113,7 @@ class Relay:
                 done = self.loop.create_future()
                 self.appends.put((headers, body, done))
                 await done
-        status = 202 if scope["method"] == "POST" else 200
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await answer_empty(send, 202 if scope["method"] == "POST" else 200)
 
 
 def main() -> None:

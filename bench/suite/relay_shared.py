@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import aiohttp
 import uvicorn
 
-from bench.suite.sink import Receive, Scope, Send
+from bench.suite.sink import Receive, Scope, Send, answer_empty, cloudevent_headers, read_body
 
 WINDOW = 256
 """Events being POSTed at once (and connections in the pool)."""
@@ -117,19 +117,10 @@ class SharedRelay:
             return
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
         if scope["method"] == "POST":
-            kept = [(k.decode(), v.decode()) for k, v in scope["headers"]
-                    if k.startswith(b"ce-") or k == b"content-type"]
-            await self.append(kept, b"".join(chunks))
-        status = 202 if scope["method"] == "POST" else 200
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+            await self.append([(k.decode(), v.decode()) for k, v in cloudevent_headers(scope)], body)
+        await answer_empty(send, 202 if scope["method"] == "POST" else 200)
 
 
 def main(relay: type[SharedRelay], description: str) -> None:

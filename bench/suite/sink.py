@@ -44,6 +44,26 @@ async def _drain(receive: Receive) -> bool:
             return True
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (what arrived, should the client disconnect first)."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def cloudevent_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The request's ``ce-*`` and ``content-type`` headers: what a relay keeps of a binary event."""
+    return [(k, v) for k, v in scope["headers"] if k.startswith(b"ce-") or k == b"content-type"]
+
+
+async def answer_empty(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def _answer(send: Send, status: int, body: bytes = b"", json: bool = False) -> None:
     headers = [(b"content-type", b"application/json")] if json else []
     await send({"type": "http.response.start", "status": status, "headers": headers})
