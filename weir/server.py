@@ -76,6 +76,10 @@ class RunConfig:
     ``WEIR_SECRET_<NAMESPACE>_<NAME>_<KEY>``, which wins)."""
 
 
+GC_THRESHOLD = 20_000
+"""Allocations between young-generation garbage collections while serving (CPython: 700)."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: Weir orders the shutdown itself."""
 
@@ -203,6 +207,10 @@ async def run(config: RunConfig) -> int:
         # The loaded configuration lives as long as the process: keep it out of every future
         # garbage collection (with 10,000 Triggers full collections paused the loop for ~1 s).
         gc.freeze()
+        # Deliveries in flight allocate many short-lived objects; at the default threshold (700)
+        # young-generation collections took about a fifth of the loop in fan-out profiles.
+        # Reference counting frees nearly all of them; the collector only has cycles to find.
+        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes no "started" event, only a flag.
