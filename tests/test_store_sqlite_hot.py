@@ -89,16 +89,16 @@ async def test_a_route_during_a_database_claim_is_not_lost(tmp_path: Path) -> No
         await store.route(LOG, 1, [(1, "ns/a")])
         reader = store._reader
         assert reader is not None
-        query = reader.query
+        query = reader.run
 
         async def query_then_route(fn):  # type: ignore[no-untyped-def]
             rows = await query(fn)
             await store.route(LOG, 2, [(2, "ns/a")])  # commits after the snapshot was taken
             return rows
 
-        reader.query = query_then_route  # type: ignore[method-assign]
+        reader.run = query_then_route  # type: ignore[method-assign]
         assert [d.seq for d in await store.claim("ns/a", 10)] == [1]
-        reader.query = query  # type: ignore[method-assign]
+        reader.run = query  # type: ignore[method-assign]
         assert [d.seq for d in await store.claim("ns/a", 10)] == [2]
     finally:
         await store.close()
@@ -117,7 +117,7 @@ async def test_a_claim_racing_a_route_commit_does_not_warm_an_incomplete_queue(
         await store.append(LOG, [event(1)])
         writer, reader = store._writer, store._reader
         assert writer is not None and reader is not None
-        write, query = writer.write, reader.query
+        write, query = writer.write, reader.run
         gate = asyncio.Event()
 
         async def gated_write(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -132,13 +132,13 @@ async def test_a_claim_racing_a_route_commit_does_not_warm_an_incomplete_queue(
             return rows
 
         writer.write = gated_write  # type: ignore[method-assign]
-        reader.query = query_then_commit  # type: ignore[method-assign]
+        reader.run = query_then_commit  # type: ignore[method-assign]
         routing = asyncio.create_task(store.route(LOG, 1, [(1, "ns/a")]))
         await asyncio.sleep(0)  # the route is announced; its write waits for the gate
         assert await store.claim("ns/a", 10) == []
         gate.set()
         await routing
-        reader.query = query  # type: ignore[method-assign]
+        reader.run = query  # type: ignore[method-assign]
         assert [d.seq for d in await store.claim("ns/a", 10)] == [1]
     finally:
         await store.close()

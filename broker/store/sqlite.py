@@ -46,8 +46,8 @@ from broker.store.claims import Claims
 from broker.store.memory import FULL_RETRY_AFTER, check_route, encode_attributes
 from broker.store.signal import LogSignal
 from broker.store.sqlite_hot import HotSet
-from broker.store.sqlite_reader import Reader
 from broker.store.sqlite_schema import LogState, Row
+from broker.store.sqlite_thread import ConnectionThread
 from broker.store.sqlite_writer import Effect, GroupWriter, no_effect
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class SqliteStore:
         self._connect = partial(sql.connect, self._path, synchronous.upper())
         self._synchronous = synchronous
         self._writer: GroupWriter | None = None
-        self._reader: Reader | None = None
+        self._reader: ConnectionThread | None = None
         self._signal = LogSignal()
         self._claims = Claims()
         self._hot = hot or HotSet()
@@ -104,7 +104,7 @@ class SqliteStore:
         except BaseException:
             await writer.close()
             raise
-        self._writer, self._reader = writer, Reader(self._connect)
+        self._writer, self._reader = writer, ConnectionThread(self._connect, name="weir-sqlite-reader")
         self._logs, self._events, self._bytes = snap.logs, snap.events, snap.bytes
         self._pending, self._dead = snap.pending, snap.dead_letters
 
@@ -313,4 +313,4 @@ class SqliteStore:
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None:
             raise StoreUnavailable(f"the store at {self._path} is not open")
-        return await self._reader.query(query)
+        return await self._reader.run(query)

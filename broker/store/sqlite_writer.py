@@ -24,25 +24,14 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from broker.errors import StoreError, StoreFull, StoreUnavailable
+from broker.store.sqlite_thread import ConnectionThread, store_error
 
 T = TypeVar("T")
 Effect = Callable[[], None]
 Job = Callable[[sqlite3.Connection], Effect]
-
-RETRY_AFTER = 1.0
-
-
-def store_error(exc: sqlite3.Error) -> StoreError:
-    """The Weir error for a ``sqlite3`` failure."""
-    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-        return StoreFull(f"sqlite: {exc}", retry_after=RETRY_AFTER)
-    return StoreUnavailable(f"sqlite: {exc}", retry_after=RETRY_AFTER)
-
 
 def no_effect() -> None:
     """The effect of a job that changed nothing the loop keeps track of."""
@@ -63,15 +52,13 @@ class GroupWriter:
     def __init__(
         self, connect: Callable[[], sqlite3.Connection], *, relax: bool = False, linger: float = 0.0
     ) -> None:
-        self._connect = connect
         self._relax = relax
         self._linger = linger
         self._urgent = asyncio.Event()
         """Set when a durable job is queued: a lingering group commits at once."""
         self._full = True
         """Whether the connection currently runs synchronous=FULL (as opened)."""
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="weir-sqlite-writer")
-        self._conn: sqlite3.Connection | None = None
+        self._db = ConnectionThread(connect, name="weir-sqlite-writer")
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
         self._commits = 0
@@ -83,15 +70,7 @@ class GroupWriter:
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the writer thread outside any group, e.g. to set up the schema."""
-        def run() -> T:
-            if self._conn is None:
-                self._conn = self._connect()
-            return fn(self._conn)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
+        return await self._db.run(fn)
 
     async def write(self, job: Job, release: Effect | None = None, *, durable: bool = True) -> None:
         """Run ``job`` in the next group transaction; return once it committed and its effect ran."""
@@ -108,10 +87,7 @@ class GroupWriter:
         """Commit what is queued, then close the connection and stop the thread."""
         if self._flusher is not None:
             await self._flusher
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
-        self._thread.shutdown(wait=False)
+        await self._db.close()
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -126,7 +102,7 @@ class GroupWriter:
                 try:
                     durable = any(q.durable for q in group)
                     effects = await loop.run_in_executor(
-                        self._thread, self._commit, [q.job for q in group], durable
+                        self._db.executor, self._commit, [q.job for q in group], durable
                     )
                 except BaseException as exc:
                     for queued in group:
@@ -148,9 +124,7 @@ class GroupWriter:
 
     def _commit(self, jobs: list[Job], durable: bool) -> list[Effect]:
         """Writer thread: run ``jobs`` in one transaction; all commit or none."""
-        if self._conn is None:
-            self._conn = self._connect()
-        conn = self._conn
+        conn = self._db.connection()
         if self._relax and durable != self._full:
             conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             self._full = durable
