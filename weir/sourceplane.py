@@ -131,7 +131,9 @@ class SourcePlane:
                 continue
             plans[key] = plan
         self._resources, self._sink_uris, self._fixed, self._plans = declared, sink_uris, fixed, plans
-        if self._lease is not None and self._watcher is None:
+        # Only a replica with run-once sources asks for the lease: on Kafka a first lease request
+        # rebalances the store's router group, pausing routing for a group join.
+        if self._lease is not None and self._watcher is None and any(map(self._run_once, plans)):
             self._watcher = asyncio.create_task(self._watch_lease(self._lease), name="weir-sources-lease")
         await self._run()
 
