@@ -126,16 +126,12 @@ class Dispatcher:
         """
         async with self._lock:
             self._running = False
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._sweeper
-                self._sweeper = None
-            if self._starter is not None:
-                self._starter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._starter
-                self._starter = None
+            for task in (self._sweeper, self._starter):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._sweeper = self._starter = None
             self._cold.clear()
             brokers, self._brokers = self._brokers, {}
             self._workers = {}

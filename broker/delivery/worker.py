@@ -93,8 +93,8 @@ class Worker:
         self._drained = False
         self._started = False
         self._stopping = False
-        self._claimed_once = False
         self._first: asyncio.Future[None] | None = None
+        """Done once the worker has asked the store for deliveries (made by :meth:`start`)."""
 
     @property
     def plan(self) -> SubscriptionPlan:
@@ -124,18 +124,16 @@ class Worker:
 
     def start(self) -> None:
         self._started = True
+        self._first = asyncio.get_running_loop().create_future()
         self._signal()
 
     async def first_claim(self) -> None:
         """Return once the worker has asked the store for deliveries since :meth:`start` (or
         has stopped)."""
-        if not self._claimed_once and not self._stopping:
-            if self._first is None:
-                self._first = asyncio.get_running_loop().create_future()
+        if self._first is not None and not self._stopping:
             await asyncio.shield(self._first)
 
     def _mark_claimed(self) -> None:
-        self._claimed_once = True
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
 
