@@ -8,6 +8,7 @@ other's topics or groups. Group sessions are short (1 s) so joins and hand-overs
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import StoreUnavailable
+from broker.store import kafka_idle
 from broker.store.base import EventStore
 from broker.store.kafka import KafkaStore, kafka_store_from_url
 from broker.store.kafka_config import KafkaStoreConfig, Names, kafka_config_from_url
+from broker.store.kafka_idle import IdlePartitions
 from tests.kafka_server import private_tansu
 from tests.store_contract import (
     LOG,
@@ -30,6 +33,7 @@ from tests.store_contract import (
     _lease_holder,
     claim_n,
     event,
+    eventually,
     prefix_for,
 )
 
@@ -156,6 +160,47 @@ async def test_a_stuck_subscription_does_not_stop_another(handles: MakeHandles) 
     assert [d.seq for d in await claim_n(store, "ns/free", 3)] == free
     session = store._session
     assert session is not None and session.claims._subs["ns/stuck"].paused  # fetching it stopped
+
+
+def _idle(store: KafkaStore) -> IdlePartitions:
+    session = store._session
+    assert session is not None
+    return session.claims._idle
+
+
+def _paused(store: KafkaStore, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(_idle(store).paused) == count
+    return check
+
+
+@pytest.fixture
+def quick_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_idle, "IDLE_AFTER", 0.2)
+    monkeypatch.setattr(kafka_idle, "IDLE_CHECK", 0.1)
+
+
+@pytest.mark.usefixtures("quick_idle")
+async def test_idle_partitions_pause_and_another_handles_route_resumes_them(handles: MakeHandles) -> None:
+    a, b = await handles(2)
+    await b.claim("ns/i", 10)  # only b joins the dispatcher group
+    await eventually(_paused(b, 4), deadline=20)  # all four partitions of ns/i
+    seqs = await fill_keyless(a, 2)
+    await a.route(LOG, seqs[-1], [(s, "ns/i") for s in seqs])  # a owns none of them: no wake
+    assert sorted(await _claim_some(b, "ns/i", 2, deadline=20)) == seqs
+    assert len(_idle(b).paused) < 4
+
+
+@pytest.mark.usefixtures("quick_idle")
+async def test_a_handles_own_route_resumes_the_partition_it_wrote_at_once(handles: MakeHandles) -> None:
+    (store,) = await handles(1)
+    await store.claim("ns/i", 10)
+    await eventually(_paused(store, 4), deadline=20)
+    _idle(store)._next = math.inf  # no periodic check from now on: only the route may resume
+    seqs = await fill_keyless(store, 1)
+    await store.route(LOG, seqs[-1], [(seqs[0], "ns/i")])
+    assert len(_idle(store).paused) == 3
+    assert [d.seq for d in await claim_n(store, "ns/i", 1)] == seqs
 
 
 async def test_the_cursor_moves_with_the_lease(handles: MakeHandles) -> None:

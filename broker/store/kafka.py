@@ -107,6 +107,11 @@ log = logging.getLogger(__name__)
 
 MAX_RECORD = 8 << 20
 """Largest record the producer sends (bytes); the broker's own limit may be lower."""
+BATCH_BYTES = 512 << 10
+"""Bytes the producer gathers per partition into one batch. aiokafka keeps one produce request
+in flight per broker, so appends made during a round trip wait for the next one; at aiokafka's
+default (16 KiB, about ten 1 KB events) that capped ingress and made appends queue past the
+request timeout under load. Below Kafka's default ``message.max.bytes`` (1 MiB)."""
 
 
 def kafka_store_from_url(
@@ -153,7 +158,7 @@ class KafkaStore:
         config = self._config
         topics = Topics(config)
         producer = AIOKafkaProducer(**client_options(config), acks="all", max_request_size=MAX_RECORD,
-                                    request_timeout_ms=int(config.timeout * 1000))
+                                    max_batch_size=BATCH_BYTES, request_timeout_ms=int(config.timeout * 1000))
         try:
             await topics.start()
             async with kafka_errors("connecting", config.timeout):
@@ -254,7 +259,9 @@ class KafkaStore:
                     for seq, name in wanted
                 ]
                 for sent in await asyncio.gather(*acks):
-                    session.usage.produced(TopicPartition(sent.topic, sent.partition), sent.offset)
+                    tp = TopicPartition(sent.topic, sent.partition)
+                    session.usage.produced(tp, sent.offset)
+                    session.claims.wake(tp)
         await session.router.commit(log, upto)
         session.reader.routed(log, upto)
 

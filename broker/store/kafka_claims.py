@@ -11,6 +11,7 @@ stops another's fetching.
   longest run of done records is committed (at once, awaited; during a rebalance at the
   revocation or after it).
 * release: the delivery waits again, in front of its buffer.
+* Idle partitions are paused so fetches leave them out (:mod:`broker.store.kafka_idle`).
 * Exclusivity: a partition holding a delivery this handle claimed (or finished and could not
   commit yet) is pinned to this handle by the group's assignor
   (:mod:`broker.store.kafka_assign`), so no other live handle is given it. On revocation the
@@ -40,6 +41,7 @@ from broker.store.kafka_assign import StickyAssignor
 from broker.store.kafka_buffer import Buffered, SubscriptionBuffer
 from broker.store.kafka_codec import decode_delivery
 from broker.store.kafka_config import KafkaStoreConfig, Names, group_options, kafka_errors, stop_quietly
+from broker.store.kafka_idle import IdlePartitions
 from broker.store.kafka_offsets import PartitionState
 from broker.store.kafka_topics import Topics
 
@@ -66,6 +68,7 @@ class Claims:
         """The latest assignment, still known during a rebalance (for the assignor)."""
         self._watchers: list[Callable[[Collection[str]], None]] = []
         self._setup = asyncio.Lock()
+        self._idle = IdlePartitions(self._throttled)
 
     def watch(self, notify: Callable[[Collection[str]], None]) -> None:
         self._watchers.append(notify)
@@ -83,6 +86,11 @@ class Claims:
             # asks again, even if it asks in a loop.
             await asyncio.sleep(0)
         return [item.delivery for item in taken]
+
+    def wake(self, tp: TopicPartition) -> None:
+        """This handle wrote a delivery to ``tp``: fetch it now if it was paused for idleness."""
+        if self._consumer is not None and tp in self._owned:
+            self._idle.wake(self._consumer, tp)
 
     def release(self, subscription: str, seqs: Sequence[int]) -> None:
         sub = self._subs.get(subscription)
@@ -126,6 +134,7 @@ class Claims:
         if self._subs.pop(subscription, None) is None:
             return
         del self._by_topic[topic]
+        self._idle.dropped(topic)
         for tp in [tp for tp in self._parts if tp.topic == topic]:
             del self._parts[tp]
         if self._consumer is not None:
@@ -214,6 +223,7 @@ class Claims:
                     await asyncio.sleep(POLL_MS / 1000)
                     continue
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=FETCH_RECORDS)
+                self._idle.active(batch.keys())
                 woke: set[str] = set()
                 for tp, records in batch.items():
                     name = self._by_topic.get(tp.topic)
@@ -225,6 +235,7 @@ class Claims:
                     for notify in self._watchers:
                         notify(woke)
                 await self._commit()
+                await self._idle.check(consumer, self._config.timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -275,14 +286,24 @@ class Claims:
         sub, consumer = self._subs.get(name), self._consumer
         if sub is None or consumer is None:
             return
-        topic = self._names.delivery(name)
-        tps = [tp for tp in self._owned if tp.topic == topic]
+        # Called at every claim: the owned partitions are looked up only on a change.
         if not sub.paused and len(sub) >= self._config.buffer:
-            consumer.pause(*tps)
+            consumer.pause(*self._owned_of(name))
             sub.paused = True
         elif sub.paused and len(sub) <= self._config.buffer // 2:
+            tps = self._owned_of(name)
             consumer.resume(*tps)
             sub.paused = False
+            self._idle.active(tps)
+
+    def _owned_of(self, name: str) -> list[TopicPartition]:
+        topic = self._names.delivery(name)
+        return [tp for tp in self._owned if tp.topic == topic]
+
+    def _throttled(self, tp: TopicPartition) -> bool:
+        name = self._by_topic.get(tp.topic)
+        sub = None if name is None else self._subs.get(name)
+        return sub is not None and sub.paused
 
     async def revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
@@ -304,6 +325,7 @@ class Claims:
     def assigned(self, assigned: Collection[TopicPartition]) -> None:
         self._owned = set(assigned)
         self._last = set(assigned)
+        self._idle.assigned(assigned)
         consumer = self._consumer
         for tp in assigned:
             part = self._parts.get(tp)
