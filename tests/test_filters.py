@@ -10,6 +10,7 @@ import pytest
 from broker.errors import ManifestError
 from broker.event import AttrValue, Event
 from triggers.filters import FilterProblem, check_filters, compile_trigger_filter
+from triggers.filters.attributes import AttributesFilter
 
 BASE: dict[str, AttrValue] = {
     "specversion": "1.0",
@@ -353,3 +354,24 @@ def test_cesql_parse_error_has_position() -> None:
     problems = check_filters(None, [{"any": [{"cesql": "type = "}]}])
     assert [p.path for p in problems] == ["spec.filters[0].any[0].cesql"]
     assert problems[0].reason.startswith("invalid CESQL expression at position ")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "event", "expected"),
+    [
+        ({}, ev(), True),
+        ({"type": T}, ev(), True),
+        ({"type": "other"}, ev(), False),
+        ({"subject": ""}, ev(), False),
+        ({"subject": "", "type": T}, ev(subject=""), True),
+        ({"source": "/shop/orders", "type": T, "count": "3"}, ev(count=3), True),
+        ({"source": "/shop/orders", "type": T, "count": "3"}, ev(count=4), False),
+    ],
+)
+def test_attributes_filter_built_directly(attributes: dict[str, str], event: Event, expected: bool) -> None:
+    flt = AttributesFilter(attributes)
+    assert flt.matches(event) is expected
+    assert dict(flt.required) == {k: v for k, v in attributes.items() if v}
+    # Exact entries come first in evaluation order, presence-only ones after.
+    shown = {k: v for k, v in attributes.items() if v} | {k: v for k, v in attributes.items() if not v}
+    assert repr(flt) == f"AttributesFilter({shown!r})"

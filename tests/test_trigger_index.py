@@ -197,3 +197,9 @@ def test_building_ten_thousand_triggers_is_fast() -> None:
     assert len(index) == 10_000
     assert index.match(ev(type="type.7", source="/s7")) == ["ns/t7"]
     assert index.match(ev(type="type.7", source="/s8")) == []
+
+
+def test_repr_counts_each_type_once() -> None:
+    index, _ = index_of(TABLE)
+    # t (alone and with sources) and u: two types; prefix, not-u, any and ext are unindexed.
+    assert repr(index) == "TriggerIndex(triggers=12, types=2, unindexed=4, match_all=2)"

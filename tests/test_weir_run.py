@@ -140,7 +140,10 @@ async def test_hot_reload_applies_edits_and_rejects_bad_ones(
 
         # Edit: t1 now wants type b.
         (folder / "t1.yaml").write_text(trigger("t1", sink.url_for("/t1"), event_type="b"))
-        await poll(lambda: _generation(api + "/t1", 2), what="t1 to reach generation 2")
+        try:
+            await poll(lambda: _generation(api + "/t1", 2), what="t1 to reach generation 2")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; weir's stderr:\n{weir.stderr()}") from None
         assert await post(ingress, "a", "a-2") == 202
         assert await post(ingress, "b", "b-1") == 202
         await sink.wait_for(2, path="/t1")

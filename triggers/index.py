@@ -16,7 +16,7 @@ Trigger).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from broker.event import Event, canonical
@@ -26,42 +26,47 @@ from triggers.filters.logical import MatchAll
 PRIMARY = "type"
 SECONDARY = "source"
 
-Check = Callable[[Event], bool]
-Entries = tuple[tuple[str, Check], ...]
+# An entry holds the filter rather than its bound ``matches``: a bound method per Trigger costs
+# memory for as long as the index lives, and calling ``flt.matches(event)`` allocates nothing.
+Entry = tuple[str, Filter]
+Entries = tuple[Entry, ...]
 _EMPTY: Entries = ()
 
 
 class TriggerIndex:
     """A :class:`broker.routing.Matcher` over subscription name → compiled filter."""
 
-    __slots__ = ("_always", "_by_source", "_by_type", "_size", "_unindexed")
+    __slots__ = ("_always", "_by_source", "_by_type", "_by_type_source", "_size", "_unindexed")
 
     def __init__(self, filters: Mapping[str, Filter]) -> None:
         always: list[str] = []
-        by_type: dict[str, tuple[list[tuple[str, Check]], dict[str, list[tuple[str, Check]]]]] = {}
-        by_source: dict[str, list[tuple[str, Check]]] = {}
-        unindexed: list[tuple[str, Check]] = []
+        by_type: dict[str, list[Entry]] = {}
+        by_type_source: dict[str, dict[str, list[Entry]]] = {}
+        by_source: dict[str, list[Entry]] = {}
+        unindexed: list[Entry] = []
         for name, flt in filters.items():
             if isinstance(flt, MatchAll):
                 always.append(name)
                 continue
             required = flt.required
-            entry = (name, flt.matches)
+            entry = (name, flt)
             type_ = required.get(PRIMARY)
             source = required.get(SECONDARY)
             if type_ is not None:
-                rest, sources = by_type.setdefault(type_, ([], {}))
                 if source is None:
-                    rest.append(entry)
+                    by_type.setdefault(type_, []).append(entry)
                 else:
-                    sources.setdefault(source, []).append(entry)
+                    by_type_source.setdefault(type_, {}).setdefault(source, []).append(entry)
             elif source is not None:
                 by_source.setdefault(source, []).append(entry)
             else:
                 unindexed.append(entry)
         self._always = tuple(always)
-        self._by_type: Mapping[str, tuple[Entries, Mapping[str, Entries] | None]] = MappingProxyType(
-            {t: (tuple(rest), _freeze(sources) or None) for t, (rest, sources) in by_type.items()}
+        # Types with per-source entries are kept apart, so the common case (a type alone) costs
+        # one tuple per type rather than a pair of (entries, sources).
+        self._by_type = _freeze(by_type)
+        self._by_type_source: Mapping[str, Mapping[str, Entries]] = MappingProxyType(
+            {t: _freeze(sources) for t, sources in by_type_source.items()}
         )
         self._by_source = _freeze(by_source)
         self._unindexed: Entries = tuple(unindexed)
@@ -80,31 +85,32 @@ class TriggerIndex:
         type_ = attrs.get(PRIMARY)
         if type_ is not None and not isinstance(type_, str):
             type_ = canonical(type_)
-        bucket = self._by_type.get(type_) if type_ is not None else None
-        if bucket is not None:
-            rest, sources = bucket
-            for name, check in rest:
-                if check(event):
+        if type_ is not None:
+            for name, flt in self._by_type.get(type_, _EMPTY):
+                if flt.matches(event):
                     names.append(name)
-            if sources is not None and source is not None:
-                for name, check in sources.get(source, _EMPTY):
-                    if check(event):
-                        names.append(name)
+            if source is not None and self._by_type_source:
+                sources = self._by_type_source.get(type_)
+                if sources is not None:
+                    for name, flt in sources.get(source, _EMPTY):
+                        if flt.matches(event):
+                            names.append(name)
         if self._by_source and source is not None:
-            for name, check in self._by_source.get(source, _EMPTY):
-                if check(event):
+            for name, flt in self._by_source.get(source, _EMPTY):
+                if flt.matches(event):
                     names.append(name)
-        for name, check in self._unindexed:
-            if check(event):
+        for name, flt in self._unindexed:
+            if flt.matches(event):
                 names.append(name)
         return names
 
     def __repr__(self) -> str:
+        types = len(self._by_type.keys() | self._by_type_source.keys())
         return (
-            f"TriggerIndex(triggers={self._size}, types={len(self._by_type)}, "
+            f"TriggerIndex(triggers={self._size}, types={types}, "
             f"unindexed={len(self._unindexed)}, match_all={len(self._always)})"
         )
 
 
-def _freeze(groups: Mapping[str, list[tuple[str, Check]]]) -> Mapping[str, Entries]:
+def _freeze(groups: Mapping[str, list[Entry]]) -> Mapping[str, Entries]:
     return MappingProxyType({key: tuple(entries) for key, entries in groups.items()})

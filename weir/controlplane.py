@@ -21,6 +21,7 @@ from triggers.filters import compile_trigger_filter
 from triggers.filters.base import Filter
 from triggers.index import TriggerIndex
 from weir.manifests import Broker, IntegrationSink, LoadResult, Resource, Trigger, check_immutable
+from weir.manifests.frozen import thaw
 from weir.manifests.resolve import (
     ResolveContext,
     UnresolvedDestination,
@@ -40,13 +41,30 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> dict[str, str]:
-    condition = {"type": kind, "status": "True" if ok else "False"}
-    if reason:
-        condition["reason"] = reason
-    if message:
-        condition["message"] = message
-    return condition
+Condition = tuple[str, str, str, str]
+"""``(type, status, reason, message)`` of a condition being computed; empty ones are left out of
+the status view. Tuples rather than dicts: an apply computes several per Trigger and keeps none."""
+
+
+_CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
+
+
+def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> Condition:
+    return (kind, "True" if ok else "False", reason, message)
+
+
+_Packed = tuple[Any, ...]
+"""A status object as its (shared) key tuple followed by its values, ``conditions`` as a shared
+tuple. As dicts (object, key table, conditions list) statuses cost about 270 bytes per Trigger."""
+
+
+def _unpack(packed: _Packed | None) -> dict[str, Any]:
+    """A new status dict from its packed form (``{}`` for ``None``)."""
+    if packed is None:
+        return {}
+    st = dict(zip(packed[0], packed[1:], strict=True))
+    st["conditions"] = list(st["conditions"])
+    return st
 
 
 class ControlPlane:
@@ -67,7 +85,7 @@ class ControlPlane:
         self._base_url = base_url.rstrip("/")
         self._service_map = dict(service_map or {})
         self._resources: dict[Key, Resource] = {}
-        self._status: dict[Key, dict[str, Any]] = {}
+        self._status: dict[Key, _Packed] = {}
 
     # -- BrokerDirectory (used by ingress) -------------------------------------------------------
 
@@ -100,7 +118,9 @@ class ControlPlane:
             if old is not None:
                 same = old.spec == resource.spec and old.annotations == resource.annotations
                 generation = old.generation if same else old.generation + 1
-            resources[resource.key] = dataclasses.replace(resource, generation=generation)
+            if generation != resource.generation:
+                resource = dataclasses.replace(resource, generation=generation)
+            resources[resource.key] = resource
         self._resources = resources
 
         self._sinks.replace(
@@ -130,14 +150,16 @@ class ControlPlane:
                     log_name = f"{resource.namespace}/{resource.broker}"
                     plans[log_name][plan.name] = plan
                     filters.setdefault(log_name, {})[plan.name] = flt
-        shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        now = _now()
+        # What equal statuses share, for this apply (its keys of different shapes never collide).
+        shared: dict[Any, Any] = {}
+        packed: dict[Key, _Packed] = {}
         for key, st in status.items():
+            st["conditions"] = self._stamped(key, st["conditions"], now, shared)
             st["observedGeneration"] = resources[key].generation
-            self._stamp_transitions(key, st)
-            # Objects share equal conditions (10,000 healthy Triggers hold the same four), so
-            # a condition dict is never changed in place once stamped.
-            st["conditions"] = [shared.setdefault(tuple(c.items()), c) for c in st["conditions"]]
-        self._status = status
+            keys = tuple(st)
+            packed[key] = (shared.setdefault(keys, keys), *st.values())
+        self._status = packed
 
         await self._dispatcher.apply(
             {
@@ -170,19 +192,13 @@ class ControlPlane:
         self, trigger: Trigger, ctx: ResolveContext
     ) -> tuple[SubscriptionPlan | None, Filter | None, dict[str, Any]]:
         st: dict[str, Any] = {}
-        conditions: list[dict[str, str]] = []
+        conditions: list[Condition] = []
         broker = self._resources.get(("Broker", trigger.namespace, trigger.broker))
         if isinstance(broker, Broker):
             conditions.append(_condition("BrokerReady", True))
         else:
-            conditions.append(
-                _condition(
-                    "BrokerReady",
-                    False,
-                    "BrokerDoesNotExist",
-                    f"Broker {trigger.namespace}/{trigger.broker} does not exist",
-                )
-            )
+            missing = f"Broker {trigger.namespace}/{trigger.broker} does not exist"
+            conditions.append(_condition("BrokerReady", False, "BrokerDoesNotExist", missing))
         subscriber: str | None = None
         try:
             subscriber = resolve(trigger.subscriber, namespace=trigger.namespace, ctx=ctx)
@@ -203,7 +219,7 @@ class ControlPlane:
         flt = compile_trigger_filter(trigger.filter_, trigger.filters, trigger=name)
         conditions.insert(0, _ready(conditions))
         st["conditions"] = conditions
-        if conditions[0]["status"] != "True" or subscriber is None or spec is None:
+        if conditions[0][1] != "True" or subscriber is None or spec is None:
             return None, None, st
         plan = SubscriptionPlan(
             name=name,
@@ -215,14 +231,31 @@ class ControlPlane:
         )
         return plan, flt, st
 
-    def _stamp_transitions(self, key: Key, st: dict[str, Any]) -> None:
-        """Keep ``lastTransitionTime`` from the previous status unless the condition changed."""
-        before = {c["type"]: c for c in self._status.get(key, {}).get("conditions", [])}
-        now = _now()
-        for condition in st["conditions"]:
-            prev = before.get(condition["type"])
-            same = prev is not None and prev["status"] == condition["status"]
-            condition["lastTransitionTime"] = prev["lastTransitionTime"] if same and prev else now
+    def _stamped(
+        self, key: Key, conditions: list[Condition], now: str, shared: dict[Any, Any]
+    ) -> tuple[dict[str, str], ...]:
+        """``conditions`` as status dicts whose ``lastTransitionTime`` is kept from the previous
+        status unless the condition's status changed (else ``now``).
+
+        Equal conditions are one dict and equal lists one tuple, through ``shared``: 10,000
+        healthy Triggers hold the same four. They are never changed in place.
+        """
+        previous = self._status.get(key)
+        old = previous[1 + previous[0].index("conditions")] if previous else ()
+        before = {c["type"]: c for c in old}
+        stamped: list[dict[str, str]] = []
+        for condition in conditions:
+            prev = before.get(condition[0])
+            since = prev["lastTransitionTime"] if prev and prev["status"] == condition[1] else now
+            view = shared.get((condition, since))
+            if view is None:  # an empty reason or message is left out
+                view = {k: v for k, v in zip(_CONDITION_KEYS, (*condition, since), strict=True) if v}
+                shared[(condition, since)] = view
+            stamped.append(view)
+        result = tuple(stamped)
+        # Keyed by identity: the dicts live in ``shared`` for the whole apply.
+        same: tuple[dict[str, str], ...] = shared.setdefault(tuple(map(id, result)), result)
+        return same
 
     # -- views for the admin API -------------------------------------------------------------
 
@@ -248,7 +281,7 @@ class ControlPlane:
             metadata["annotations"] = dict(resource.annotations)
         if resource.labels:
             metadata["labels"] = dict(resource.labels)
-        status = self._status.get(key, {})
+        status = _unpack(self._status.get(key))
         if self._sources is not None and SourcePlane.is_source(resource):
             # Sources change state on their own (a process crashes, a tick fails): read it live.
             status = {"observedGeneration": resource.generation, **self._sources.status(key)}
@@ -256,7 +289,7 @@ class ControlPlane:
             "apiVersion": resource.api_version,
             "kind": resource.kind,
             "metadata": metadata,
-            "spec": dict(resource.spec),
+            "spec": thaw(resource.spec),
             "status": status,
         }
 
@@ -270,9 +303,9 @@ class ControlPlane:
         return [obj for obj in found if obj is not None]
 
 
-def _ready(conditions: list[dict[str, str]]) -> dict[str, str]:
+def _ready(conditions: list[Condition]) -> Condition:
     """The ``Ready`` condition: True when every other condition is, else the first failing one's reason."""
-    failing = next((c for c in conditions if c["status"] != "True"), None)
+    failing = next((c for c in conditions if c[1] != "True"), None)
     if failing is None:
         return _condition("Ready", True)
-    return _condition("Ready", False, failing.get("reason", "NotReady"), failing.get("message", ""))
+    return _condition("Ready", False, failing[2] or "NotReady", failing[3])

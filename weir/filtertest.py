@@ -58,9 +58,10 @@ def _cesql_errors(element: Any, event: Event) -> list[str]:
 def explain(trigger: Trigger, event: Event) -> Verdict:
     """Evaluate ``trigger``'s filter on ``event`` and say which element decided."""
     name = f"{trigger.namespace}/{trigger.name}"
-    matches = compile_trigger_filter(trigger.filter_, trigger.filters, trigger=name).matches(event)
-    if trigger.filters:
-        elements: list[Any] = list(trigger.filters)
+    filter_, filters = trigger.filter_, trigger.filters  # each read decodes the Trigger's spec
+    matches = compile_trigger_filter(filter_, filters, trigger=name).matches(event)
+    if filters:
+        elements: list[Any] = list(filters)
         for i, element in enumerate(elements):
             errors = _cesql_errors(element, event)
             if not compile_trigger_filter(None, [element], trigger=name).matches(event):
@@ -74,7 +75,7 @@ def explain(trigger: Trigger, event: Event) -> Verdict:
         return Verdict(
             trigger=name, matches=matches, decided_by=f"all {len(elements)} of spec.filters passed"
         )
-    attributes = (trigger.filter_ or {}).get("attributes") or {}
+    attributes = (filter_ or {}).get("attributes") or {}
     for key, value in attributes.items():
         single = {"attributes": {key: value}}
         if not compile_trigger_filter(single, None, trigger=name).matches(event):

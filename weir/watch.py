@@ -56,7 +56,13 @@ async def watch_manifests(paths: Sequence[str], control: ControlPlane, stop: asy
         if not any(_relevant(Path(p), dirs, files) for _, p in changes):
             continue
         result = load_paths(list(paths))
-        problems = await control.apply(result)
+        try:
+            problems = await control.apply(result)
+        except Exception:
+            # Keep watching: the next change may apply, and the running state is the last one
+            # applied whole.
+            log.exception("applying a manifest change failed")
+            continue
         if problems:
             for problem in problems:
                 log.error("manifest change rejected: %s", problem)

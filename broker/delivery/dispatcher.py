@@ -26,7 +26,7 @@ from broker.delivery.deadletter import DeadLetterHandler
 from broker.delivery.metrics import SubscriptionStats
 from broker.delivery.router import Router
 from broker.delivery.sender import Sender
-from broker.delivery.worker import POLL_INTERVAL, Worker
+from broker.delivery.worker import POLL_INTERVAL, CourierFactory, Worker
 from broker.ingest import Ingest
 from broker.routing import BrokerPlan, SubscriptionPlan
 from broker.store.base import EventStore
@@ -91,6 +91,8 @@ class Dispatcher:
         """Workers waiting for their start batch."""
         self._starter: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # One factory for every worker: a closure per worker would cost each idle Trigger.
+        self._courier_factory: CourierFactory = self._courier
 
     async def start(self) -> None:
         """Start routing and delivering the plan applied so far (pending deliveries resume)."""
@@ -141,7 +143,7 @@ class Dispatcher:
     def stats(self) -> dict[str, Any]:
         """Per subscription name: ``in_flight``, ``delivered``, ``retries``, ``dead_lettered``,
         ``replies`` and ``replies_dropped`` since its worker started."""
-        return {name: worker.stats.as_dict() for name, worker in sorted(self._workers.items())}
+        return {name: worker.counters() for name, worker in sorted(self._workers.items())}
 
     def awake(self) -> list[str]:
         """Names of the subscriptions whose worker is awake (holds claims or heard news within
@@ -191,20 +193,19 @@ class Dispatcher:
         return Router(plan=plan, store=self._store, batch=self._config.batch, notify=self._notify)
 
     def _worker(self, plan: SubscriptionPlan) -> Worker:
-        stats = SubscriptionStats(plan.name)
+        return Worker(plan=plan, store=self._store, batch=self._config.batch, courier=self._courier_factory)
 
-        def courier(current: Callable[[], SubscriptionPlan]) -> Courier:
-            return Courier(
-                plan=current,
-                sender=self._sender,
-                ingest=self._ingest,
-                dead_letters=self._dead_letters,
-                stats=stats,
-                default_timeout=self._config.default_timeout,
-                max_event_age=self._config.max_event_age,
-            )
-
-        return Worker(plan=plan, store=self._store, batch=self._config.batch, stats=stats, courier=courier)
+    def _courier(self, plan: Callable[[], SubscriptionPlan], stats: SubscriptionStats) -> Courier:
+        """A courier for a worker's first delivery (see :data:`CourierFactory`)."""
+        return Courier(
+            plan=plan,
+            sender=self._sender,
+            ingest=self._ingest,
+            dead_letters=self._dead_letters,
+            stats=stats,
+            default_timeout=self._config.default_timeout,
+            max_event_age=self._config.max_event_age,
+        )
 
     def _enlist(self, worker: Worker) -> None:
         self._cold.append(worker)

@@ -70,11 +70,15 @@ class SubscriptionStats:
             LATENCY.observe(max(latency, 0.0))
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "in_flight": self.in_flight,
-            "delivered": self.delivered,
-            "retries": self.retries,
-            "dead_lettered": self.dead_lettered,
-            "replies": self.replies,
-            "replies_dropped": self.replies_dropped,
-        }
+        """The counters by name (:data:`COUNTERS`)."""
+        return {name: getattr(self, name) for name in COUNTERS}
+
+
+COUNTERS = ("in_flight", "delivered", "retries", "dead_lettered", "replies", "replies_dropped")
+"""The keys of :meth:`SubscriptionStats.as_dict`."""
+
+
+def zero_counters() -> dict[str, int]:
+    """What :meth:`SubscriptionStats.as_dict` reports before anything is counted, without
+    building a :class:`SubscriptionStats` (idle subscriptions have none)."""
+    return dict.fromkeys(COUNTERS, 0)

@@ -17,6 +17,8 @@
   a pause (its order relative to later events of the same key is then no longer kept).
 * On stop, deliveries claimed but not finished are released, so another process (or the next
   start) delivers them.
+* The courier and the counters are built on the first delivery the worker starts: most Triggers
+  of a large set never match an event, and each would otherwise carry both for nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker.delivery.courier import Courier
-from broker.delivery.metrics import SubscriptionStats
+from broker.delivery.metrics import SubscriptionStats, zero_counters
 from broker.errors import StoreError
 from broker.event import PARTITION_KEY
 from broker.routing import SubscriptionPlan
@@ -48,6 +50,9 @@ _NO_KEY = object()
 
 _Entry = tuple[Delivery, object]
 """A claimed delivery with its ordering key (``None`` when unordered)."""
+
+CourierFactory = Callable[[Callable[[], SubscriptionPlan], SubscriptionStats], Courier]
+"""Builds a subscription's courier from a getter of its current plan and its counters."""
 
 
 @dataclass(slots=True, eq=False)
@@ -72,20 +77,27 @@ class _Running:
 class Worker:
     """Runs one subscription's deliveries until :meth:`stop`."""
 
+    # Slots: a large Trigger set keeps one Worker per Trigger, mostly hibernating.
+    __slots__ = (
+        "_batch", "_courier", "_drained", "_first", "_generation", "_make_courier", "_plan",
+        "_run_state", "_signalled", "_started", "_stopping", "_store", "stats",
+    )
+
     def __init__(
         self,
         *,
         plan: SubscriptionPlan,
         store: EventStore,
         batch: int,
-        stats: SubscriptionStats,
-        courier: Callable[[Callable[[], SubscriptionPlan]], Courier],
+        courier: CourierFactory,
     ) -> None:
         self._plan = plan
         self._store = store
         self._batch = batch
-        self.stats = stats
-        self._courier = courier(lambda: self._plan)
+        self._make_courier = courier
+        self._courier: Courier | None = None
+        self.stats: SubscriptionStats | None = None
+        """Counters since the worker started; ``None`` until it starts its first delivery."""
         self._run_state: _Running | None = None
         """Claimed deliveries and the loop's task; ``None`` while hibernating."""
         self._generation = 0
@@ -99,6 +111,22 @@ class Worker:
     @property
     def plan(self) -> SubscriptionPlan:
         return self._plan
+
+    def counters(self) -> dict[str, int]:
+        """:meth:`SubscriptionStats.as_dict`, all zero while no delivery has started."""
+        return zero_counters() if self.stats is None else self.stats.as_dict()
+
+    def _current_plan(self) -> SubscriptionPlan:
+        return self._plan
+
+    def _courier_now(self) -> Courier:
+        courier = self._courier
+        if courier is None:
+            self.stats = SubscriptionStats(self._plan.name)
+            # Read through the worker, so a plan swapped by update() applies to in-flight
+            # deliveries from their next attempt.
+            courier = self._courier = self._make_courier(self._current_plan, self.stats)
+        return courier
 
     @property
     def hibernating(self) -> bool:
@@ -134,8 +162,9 @@ class Worker:
             await asyncio.shield(self._first)
 
     def _mark_claimed(self) -> None:
-        if self._first is not None and not self._first.done():
-            self._first.set_result(None)
+        first, self._first = self._first, None  # not kept: every idle worker would hold one
+        if first is not None and not first.done():
+            first.set_result(None)
 
     async def stop(self, grace: float) -> None:
         """Stop fetching; give in-flight deliveries ``grace`` seconds, then cancel the rest.
@@ -256,12 +285,14 @@ class Worker:
     def _launch(self, run: _Running) -> None:
         while run.ready and len(run.tasks) < self._plan.max_in_flight:
             delivery, key = run.ready.popleft()
-            run.tasks[delivery.seq] = asyncio.create_task(self._carry(run, delivery, key))
-        self.stats.in_flight = len(run.tasks)
+            courier = self._courier_now()
+            run.tasks[delivery.seq] = asyncio.create_task(self._carry(run, courier, delivery, key))
+        if self.stats is not None:
+            self.stats.in_flight = len(run.tasks)
 
-    async def _carry(self, run: _Running, delivery: Delivery, key: object) -> None:
+    async def _carry(self, run: _Running, courier: Courier, delivery: Delivery, key: object) -> None:
         try:
-            if await self._courier.carry(delivery):
+            if await courier.carry(delivery):
                 run.done.append(delivery.seq)
             else:
                 run.known.discard(delivery.seq)
@@ -275,7 +306,8 @@ class Worker:
             await self._retry_later(run, delivery.seq)
         finally:
             run.tasks.pop(delivery.seq, None)
-            self.stats.in_flight = len(run.tasks)
+            if self.stats is not None:
+                self.stats.in_flight = len(run.tasks)
             self._release(run, key)
             if key is not None:
                 # A shared store hands out an ordered subscription's deliveries one at a time,

@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from triggers.filters import check_filters
@@ -40,6 +41,7 @@ from weir.manifests.fields import (
     string,
     string_map,
 )
+from weir.manifests.frozen import freeze
 from weir.manifests.model import (
     BROKER_CLASS_ANNOTATION,
     Broker,
@@ -83,6 +85,7 @@ _LOG_FLAGS = (
     "showCachedStreams",
 )
 _POSITIVE_INT = re.compile(r"[1-9][0-9]{0,8}")
+_NO_STRINGS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,8 +102,14 @@ class _Common:
     origin: Origin
 
     def fields(self) -> dict[str, Any]:
-        """Keyword arguments for any :class:`Resource` subclass."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        """Keyword arguments for any :class:`Resource` subclass, ``spec`` made compact
+        (:func:`weir.manifests.frozen.freeze`)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields["spec"] = freeze(self.spec)
+        # Most resources have no annotations or labels: one shared empty map serves them all.
+        fields["annotations"] = self.annotations or _NO_STRINGS
+        fields["labels"] = self.labels or _NO_STRINGS
+        return fields
 
 
 def annotation_path(key: str) -> str:
@@ -186,8 +195,6 @@ def _trigger(common: _Common, spec: dict[str, Any], problems: Problems) -> Trigg
         broker=broker,
         subscriber=subscriber,
         delivery=options,
-        filter_=spec.get("filter"),
-        filters=spec.get("filters"),
         ordered=ordered,
         max_in_flight=max_in_flight,
     )

@@ -27,10 +27,12 @@ class _Collector:
         self.resources: list[Resource] = []
         self.problems: list[str] = []
         self._seen: dict[tuple[str, str, str], Resource] = {}
+        self._strings: dict[str, str] = {}
+        """Equal strings of every file share one object (see :func:`parse`); dropped with the load."""
 
     def add_text(self, text: str, file: str) -> None:
         try:
-            for document in parse(text):
+            for document in parse(text, self._strings):
                 origin = Origin(file=file, index=document.index, line=document.line)
                 problems = Problems()
                 resource, label = read(document.data, origin, problems)

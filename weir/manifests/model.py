@@ -3,7 +3,8 @@
 A resource exists only when its document passed every check, so consumers never re-validate:
 names are DNS-1123, durations are seconds (float), destinations have a ``ref`` or an absolute
 ``uri``. ``spec`` keeps the document's ``spec`` exactly as written (for status views and for
-spotting a changed generation); the typed fields are what Weir acts on.
+spotting a changed generation), compactly when loaded from YAML (a read-only
+:class:`~weir.manifests.frozen.FrozenSpec`); the typed fields are what Weir acts on.
 """
 
 from __future__ import annotations
@@ -114,9 +115,7 @@ class Trigger(Resource):
     """``eventing.knative.dev/v1`` Trigger.
 
     ``broker`` names a Broker in the Trigger's namespace (from ``spec.broker`` or
-    ``spec.brokerRef``). ``filter_`` and ``filters`` are the raw ``spec.filter`` and
-    ``spec.filters`` values (``None`` when absent), already accepted by
-    :func:`triggers.filters.check_filters`. ``ordered`` comes from the annotation
+    ``spec.brokerRef``). ``ordered`` comes from the annotation
     ``kafka.eventing.knative.dev/delivery.order`` (default unordered); ``max_in_flight`` from
     ``weir.dev/max-in-flight`` (``None``: the dispatcher's default).
     """
@@ -124,10 +123,22 @@ class Trigger(Resource):
     broker: str
     subscriber: Destination
     delivery: DeliveryOptions | None = None
-    filter_: Any = None
-    filters: Any = None
     ordered: bool = False
     max_in_flight: int | None = None
+
+    # Read from ``spec`` rather than kept: a Trigger's filter is needed only when a set is
+    # applied or tested, and a copy would cost every declared Trigger.
+    @property
+    def filter_(self) -> Any:
+        """The raw ``spec.filter`` value (``None`` when absent), already accepted by
+        :func:`triggers.filters.check_filters`; read it once per use (each read decodes ``spec``)."""
+        return self.spec.get("filter")
+
+    @property
+    def filters(self) -> Any:
+        """The raw ``spec.filters`` value (``None`` when absent), already accepted by
+        :func:`triggers.filters.check_filters`; read it once per use (each read decodes ``spec``)."""
+        return self.spec.get("filters")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

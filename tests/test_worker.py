@@ -1,0 +1,134 @@
+"""One worker on a memory store: what an idle subscription holds, and what its first delivery builds.
+
+The courier factory is the dispatcher's own shape (plan getter, counters -> Courier) building a
+real :class:`Courier` over a real :class:`HttpSender`; it only counts how often it is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from broker.delivery.courier import Courier
+from broker.delivery.deadletter import DeadLetterHandler
+from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
+from broker.delivery.http_sender import HttpSender
+from broker.delivery.metrics import COUNTERS, SubscriptionStats, zero_counters
+from broker.delivery.spec import DeliverySpec
+from broker.delivery.worker import Worker
+from broker.ingest import Ingest
+from broker.routing import BrokerPlan, SubscriptionPlan
+from broker.store.memory import MemoryStore
+from tests.sinks import RecordingSink, eventually
+from tests.test_dispatcher import LOG, NAMESPACE, TypeMatcher, event, name
+
+ZEROS = {key: 0 for key in COUNTERS}
+
+
+class Factory:
+    """Builds real couriers and remembers the counters each was given."""
+
+    def __init__(self, store: MemoryStore, sender: HttpSender) -> None:
+        self._store, self._sender = store, sender
+        self.built: list[SubscriptionStats] = []
+
+    def __call__(self, plan: Callable[[], SubscriptionPlan], stats: SubscriptionStats) -> Courier:
+        self.built.append(stats)
+        return Courier(
+            plan=plan,
+            sender=self._sender,
+            ingest=Ingest(self._store),
+            dead_letters=DeadLetterHandler(store=self._store, sender=self._sender, default_timeout=5.0),
+            stats=stats,
+            default_timeout=5.0,
+            max_event_age=None,
+        )
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryStore]:
+    opened = MemoryStore()
+    await opened.open()
+    yield opened
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpSender]:
+    http = HttpSender()
+    yield http
+    await http.close()
+
+
+def plan(sub_name: str, url: str) -> SubscriptionPlan:
+    return SubscriptionPlan(name=sub_name, namespace=NAMESPACE, subscriber=url, delivery=DeliverySpec())
+
+
+async def route(store: MemoryStore, sub_name: str) -> None:
+    await store.append(LOG, [event()])
+    entries = await store.read(LOG, 0, 100)
+    last = entries[-1]
+    await store.route(LOG, last.seq, [(last.seq, sub_name)])
+
+
+def test_zero_counters_match_fresh_stats() -> None:
+    assert zero_counters() == SubscriptionStats("x").as_dict() == ZEROS
+    first = zero_counters()
+    first["delivered"] = 5
+    assert zero_counters() == ZEROS  # each call is a new dict
+
+
+async def test_worker_that_never_claims_builds_no_courier_or_stats(
+    store: MemoryStore, sender: HttpSender
+) -> None:
+    factory = Factory(store, sender)
+    t = name("idle")
+    worker = Worker(plan=plan(t, "http://127.0.0.1:9/never"), store=store, batch=16, courier=factory)
+    worker.start()
+    await worker.first_claim()
+    worker.notify()  # news without deliveries: still nothing to carry
+    await eventually(lambda: worker.hibernating, what="worker hibernating")
+    assert factory.built == []
+    assert worker.stats is None
+    assert worker.counters() == ZEROS
+    await worker.stop(0.0)
+
+
+async def test_first_delivery_builds_one_courier_for_all_later_ones(
+    store: MemoryStore, sender: HttpSender
+) -> None:
+    factory = Factory(store, sender)
+    t = name("busy")
+    async with RecordingSink() as sink:
+        worker = Worker(plan=plan(t, sink.url_for("/old")), store=store, batch=16, courier=factory)
+        worker.start()
+        await worker.first_claim()
+        await route(store, t)
+        worker.notify()
+        await eventually(lambda: worker.counters()["delivered"] == 1, what="first delivery")
+        # The courier reads the plan through the worker: a swapped plan applies to it.
+        worker.update(plan(t, sink.url_for("/new")))
+        await route(store, t)
+        worker.notify()
+        await eventually(lambda: worker.counters()["delivered"] == 2, what="second delivery")
+        await worker.stop(0.0)
+    assert len(factory.built) == 1
+    assert factory.built[0] is worker.stats
+    assert worker.counters() == {**ZEROS, "delivered": 2}
+    assert [len(sink.requests(p)) for p in ("/old", "/new")] == [1, 1]
+
+
+async def test_dispatcher_reports_zeros_for_an_idle_subscription(
+    store: MemoryStore, sender: HttpSender
+) -> None:
+    idle = name("idle")
+    dispatcher = Dispatcher(store=store, sender=sender, ingest=Ingest(store),
+                            config=DispatcherConfig(default_timeout=5.0))
+    subs = {idle: plan(idle, "http://127.0.0.1:9/never")}
+    await dispatcher.apply({LOG: BrokerPlan(log=LOG, matcher=TypeMatcher({}), subscriptions=subs)})
+    await dispatcher.start()
+    try:
+        await eventually(lambda: idle not in dispatcher.awake(), what="idle worker hibernating")
+        assert dispatcher.stats() == {idle: ZEROS}
+    finally:
+        await dispatcher.stop(grace=0.0)
