@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.store.claims import Claims
 from broker.store.memory import MemoryStore
 from broker.store.sqlite import SqliteStore
 from broker.store.sqlite_hot import HotSet
@@ -142,3 +143,11 @@ async def test_a_claim_racing_a_route_commit_does_not_warm_an_incomplete_queue(
         assert [d.seq for d in await store.claim("ns/a", 10)] == [1]
     finally:
         await store.close()
+
+
+def test_claims_keep_nothing_for_a_subscription_whose_claims_found_nothing() -> None:
+    # 10,000 Triggers that never match would otherwise each keep an empty record.
+    claims = Claims()
+    assert claims.take("ns/idle", [], 10) == []
+    assert claims.scan("ns/idle", 10) == (0, 10)
+    assert not claims._subs

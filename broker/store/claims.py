@@ -37,7 +37,11 @@ class Claims:
 
     def take(self, subscription: str, found: Sequence[Delivery], limit: int) -> list[Delivery]:
         """Hold and return the first ``limit`` deliveries of ``found`` (ascending) not yet held."""
-        held = self._subs.setdefault(subscription, _Held())
+        held = self._subs.get(subscription)
+        if held is None:
+            if not found:
+                return []  # no bookkeeping for the many subscriptions that never get anything
+            held = self._subs[subscription] = _Held()
         out = [d for d in found if d.seq not in held.seqs][:limit]
         if out:
             held.seqs.update(d.seq for d in out)
