@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.suite import runner
 from bench.suite.s8_replicas import busy_since, window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +80,22 @@ def test_quick_suite_on_nats_measures_b3_and_replicas(tmp_path: Path) -> None:
         assert title in text
     # The SQLite section of the same title stays as it was.
     assert "## S1: sustained throughput, 1 Trigger (issue 3)\n\nkept\n" in text
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [
+        ("2026-12-06.json", "2026-12-05.json"),  # the embedded store's files have no suffix
+        ("2026-12-06-kafka.json", "2026-12-04-kafka.json"),
+        ("2026-12-06-nats.json", None),  # no earlier NATS file
+        ("2026-12-04-kafka.json", None),  # nothing before the first one
+    ],
+)
+def test_a_days_first_results_carry_over_from_the_newest_earlier_file_of_its_kind(
+    tmp_path: Path, new: str, expected: str | None
+) -> None:
+    for name in ("2026-12-03.json", "2026-12-05.json", "2026-12-04-kafka.json", "2026-12-05-quick.json",
+                 "2026-12-07.json"):
+        (tmp_path / name).write_text("{}")
+    found = runner._previous(tmp_path / new)
+    assert (found.name if found is not None else None) == expected

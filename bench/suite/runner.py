@@ -121,10 +121,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def _previous(path: Path) -> Path | None:
+    """The newest results file of the same kind (same suffix) dated before ``path``'s: a day's
+    first run carries the other scenarios over from it, each with its own command and date, so
+    the summary always shows the newest measurement of every scenario."""
+    suffix = path.name[len("YYYY-MM-DD"):]
+    found = sorted(p for p in path.parent.glob(f"????-??-??{suffix}")
+                   if p.name[len("YYYY-MM-DD"):] == suffix and p.name < path.name)
+    return found[-1] if found else None
+
+
 def _merge(
     path: Path, config: SuiteConfig, machine: dict[str, Any], started: datetime, outcomes: dict[str, Outcome]
 ) -> dict[str, Any]:
-    old: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    source = path if path.exists() else _previous(path)
+    old: dict[str, Any] = json.loads(source.read_text()) if source is not None else {}
     if old.get("backend") != config.backend:
         old = {}
     kept = [r for r in old.get("records", []) if r["scenario"].split("-")[0] not in outcomes]

@@ -337,6 +337,25 @@ class Claims:
                 consumer.pause(tp)
 
 
+    async def position(self, assigned: Collection[TopicPartition]) -> None:
+        """Start each assigned partition at its committed offset, read for all in one request.
+
+        Left to itself aiokafka asks for one partition's committed offset at a time, each
+        request walking every assigned partition: with 1,000 Triggers (4,000 partitions) the
+        first deliveries waited half a minute. A partition with no commit starts at 0 (Kafka's
+        answer "out of range" then moves it to the earliest offset kept)."""
+        consumer = self._consumer
+        if consumer is None or not assigned:
+            return
+        try:
+            committed = await self._topics.committed(self._names.dispatchers, assigned)
+        except StoreUnavailable as exc:
+            log.info("committed offsets not read at assignment (fetched per partition): %s", exc)
+            return
+        for tp in assigned:
+            consumer.seek(tp, committed.get(tp, 0))
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, claims: Claims) -> None:
         self._claims = claims
@@ -346,3 +365,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._claims.assigned(assigned)
+        await self._claims.position(assigned)
