@@ -26,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from broker.delivery.courier import Courier
 from broker.delivery.metrics import SubscriptionStats, zero_counters
+from broker.delivery.running import Running
 from broker.errors import StoreError
-from broker.event import PARTITION_KEY
 from broker.routing import SubscriptionPlan
 from broker.store.base import Delivery, EventStore
 
@@ -46,32 +44,8 @@ HIBERNATE_AFTER = 1.0
 STORE_PAUSE = 1.0
 """Seconds to wait after a store error before touching the store again."""
 
-_NO_KEY = object()
-
-_Entry = tuple[Delivery, object]
-"""A claimed delivery with its ordering key (``None`` when unordered)."""
-
 CourierFactory = Callable[[Callable[[], SubscriptionPlan], SubscriptionStats], Courier]
 """Builds a subscription's courier from a getter of its current plan and its counters."""
-
-
-@dataclass(slots=True, eq=False)
-class _Running:
-    """An awake worker's state: its loop and what it has claimed. Dropped on hibernation."""
-
-    known: set[int] = field(default_factory=set)
-    """Seqs claimed: buffered, in flight, or finished but not yet written back."""
-    ready: deque[_Entry] = field(default_factory=deque)
-    """Deliveries to start."""
-    blocked: dict[object, deque[_Entry]] = field(default_factory=dict)
-    claimed: set[object] = field(default_factory=set)
-    """Ordering keys with a delivery ready or in flight."""
-    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    done: list[int] = field(default_factory=list)
-    loop: asyncio.Task[None] | None = None
-    waiter: asyncio.Future[None] | None = None
-    worked: bool = False
-    """Whether this run claimed anything (one that found nothing hibernates at once)."""
 
 
 class Worker:
@@ -98,7 +72,7 @@ class Worker:
         self._courier: Courier | None = None
         self.stats: SubscriptionStats | None = None
         """Counters since the worker started; ``None`` until it starts its first delivery."""
-        self._run_state: _Running | None = None
+        self._run_state: Running | None = None
         """Claimed deliveries and the loop's task; ``None`` while hibernating."""
         self._generation = 0
         self._signalled = False
@@ -199,12 +173,12 @@ class Worker:
         run = self._run_state
         if run is None:
             if self._started and not self._stopping:
-                run = self._run_state = _Running()
+                run = self._run_state = Running()
                 run.loop = asyncio.create_task(self._run(run), name=f"weir-worker-{self._plan.name}")
         elif run.waiter is not None and not run.waiter.done():
             run.waiter.set_result(None)
 
-    async def _run(self, run: _Running) -> None:
+    async def _run(self, run: Running) -> None:
         while not self._stopping:
             self._signalled = False
             try:
@@ -232,7 +206,7 @@ class Worker:
                         return
                     self._drained = False
 
-    async def _wait(self, run: _Running, timeout: float) -> bool:
+    async def _wait(self, run: Running, timeout: float) -> bool:
         """Wait for a signal for up to ``timeout`` seconds; whether one came."""
         if self._signalled:
             return True
@@ -246,7 +220,7 @@ class Worker:
         finally:
             run.waiter = None
 
-    def _has_room(self, run: _Running) -> bool:
+    def _has_room(self, run: Running) -> bool:
         return len(run.ready) < self._plan.max_in_flight and self._room(run) > 0
 
     @property
@@ -255,10 +229,10 @@ class Worker:
         # batch per worker would hold hundreds of events each in memory.
         return min(self._batch, self._plan.max_in_flight)
 
-    def _room(self, run: _Running) -> int:
+    def _room(self, run: Running) -> int:
         return self._plan.max_in_flight + self._prefetch - len(run.known) + len(run.done)
 
-    async def _fetch(self, run: _Running) -> None:
+    async def _fetch(self, run: Running) -> None:
         if self._drained or not self._has_room(run):
             return
         limit = min(self._prefetch, self._room(run))
@@ -268,21 +242,11 @@ class Worker:
         for delivery in found:
             if delivery.seq not in run.known:
                 run.known.add(delivery.seq)
-                self._enqueue(run, delivery)
+                run.enqueue(delivery, ordered=self._plan.ordered)
         # A notify() during the fetch may have routed more than we saw: fetch again.
         self._drained = len(found) < limit and generation == self._generation
 
-    def _enqueue(self, run: _Running, delivery: Delivery) -> None:
-        key: object = None
-        if self._plan.ordered:
-            key = delivery.event.text(PARTITION_KEY) or _NO_KEY
-            if key in run.claimed:
-                run.blocked.setdefault(key, deque()).append((delivery, key))
-                return
-            run.claimed.add(key)
-        run.ready.append((delivery, key))
-
-    def _launch(self, run: _Running) -> None:
+    def _launch(self, run: Running) -> None:
         while run.ready and len(run.tasks) < self._plan.max_in_flight:
             delivery, key = run.ready.popleft()
             courier = self._courier_now()
@@ -290,7 +254,7 @@ class Worker:
         if self.stats is not None:
             self.stats.in_flight = len(run.tasks)
 
-    async def _carry(self, run: _Running, courier: Courier, delivery: Delivery, key: object) -> None:
+    async def _carry(self, run: Running, courier: Courier, delivery: Delivery, key: object) -> None:
         try:
             if await courier.carry(delivery):
                 run.done.append(delivery.seq)
@@ -308,14 +272,14 @@ class Worker:
             run.tasks.pop(delivery.seq, None)
             if self.stats is not None:
                 self.stats.in_flight = len(run.tasks)
-            self._release(run, key)
+            run.release(key)
             if key is not None:
                 # A shared store hands out an ordered subscription's deliveries one at a time,
                 # so a short claim did not mean there were no more.
                 self._drained = False
             self._signal()
 
-    async def _retry_later(self, run: _Running, seq: int) -> None:
+    async def _retry_later(self, run: Running, seq: int) -> None:
         # Holding the slot for a moment keeps a persistent failure from spinning.
         await asyncio.sleep(STORE_PAUSE)
         try:
@@ -326,19 +290,7 @@ class Worker:
         run.known.discard(seq)
         self._drained = False
 
-    @staticmethod
-    def _release(run: _Running, key: object) -> None:
-        if key is None:
-            return
-        waiting = run.blocked.get(key)
-        if waiting:
-            run.ready.append(waiting.popleft())
-            if not waiting:
-                del run.blocked[key]
-        else:
-            run.claimed.discard(key)
-
-    async def _flush(self, run: _Running) -> None:
+    async def _flush(self, run: Running) -> None:
         if not run.done:
             return
         seqs, run.done = run.done, []
