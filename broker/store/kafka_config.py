@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -165,11 +166,17 @@ class Names:
         return f"{self.prefix}-dispatchers"
 
     def _topic(self, kind: str, name: str) -> str:
-        topic = f"{self.prefix}.{kind}." + ".".join(_escape(part) for part in name.split("/"))
-        if len(topic) > MAX_TOPIC:
-            digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-            topic = f"{topic[: MAX_TOPIC - 17]}.{digest}"
-        return topic
+        return _topic(self.prefix, kind, name)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _topic(prefix: str, kind: str, name: str) -> str:
+    # Cached: every append and route names its topics, and escaping was 4% of ingress CPU.
+    topic = f"{prefix}.{kind}." + ".".join(_escape(part) for part in name.split("/"))
+    if len(topic) > MAX_TOPIC:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        topic = f"{topic[: MAX_TOPIC - 17]}.{digest}"
+    return topic
 
 
 def _escape(part: str) -> str:
