@@ -512,6 +512,16 @@ async def test_hibernating_worker_is_polled_for_unannounced_deliveries(
         await m.settled()
 
 
+async def test_no_sweep_where_the_store_announces_every_delivery(sink: RecordingSink) -> None:
+    t = name("unpolled")
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    async with mesh(broker({"order.created": [t]}, sub(t, sink.url_for("/" + t))), config=config) as m:
+        assert m.dispatcher._sweeper is None
+        await eventually(lambda: t not in m.dispatcher.awake(), what=f"{t} hibernating")
+        await m.send(event())  # announced by the router: still delivered
+        await m.until(t, "delivered", 1)
+
+
 async def test_pending_deliveries_of_many_subscriptions_resume_in_start_batches(sink: RecordingSink) -> None:
     # More subscriptions than one start batch, each with a delivery pending from before the
     # start: every worker makes its first claim, batch after batch.

@@ -132,7 +132,8 @@ async def run(config: RunConfig) -> int:
         store=store,
         sender=sender,
         ingest=ingest,
-        config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age),
+        config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age,
+                                poll_idle=is_shared(config.store)),
     )
     webhooks = WebhookRouter()
     source_plane = SourcePlane(
