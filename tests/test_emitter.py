@@ -32,12 +32,6 @@ class Fallen:
         self.calls.append((event, error))
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    http = HttpSender()
-    yield http
-    await http.close()
-
 
 @pytest.fixture
 async def sink() -> AsyncIterator[RecordingSink]:

@@ -63,12 +63,6 @@ class CommitProbe:
         return value
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    client = HttpSender()
-    yield client
-    await client.close()
-
 
 @pytest.fixture
 async def sink() -> AsyncIterator[RecordingSink]:

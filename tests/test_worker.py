@@ -53,12 +53,6 @@ async def store() -> AsyncIterator[MemoryStore]:
     yield opened
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    http = HttpSender()
-    yield http
-    await http.close()
-
 
 def plan(sub_name: str, url: str) -> SubscriptionPlan:
     return SubscriptionPlan(name=sub_name, namespace=NAMESPACE, subscriber=url, delivery=DeliverySpec())
