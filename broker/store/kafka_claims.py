@@ -352,7 +352,8 @@ class Claims:
         except StoreUnavailable as exc:
             log.info("committed offsets not read at assignment (fetched per partition): %s", exc)
             return
-        for tp in assigned:
+        # A rebalance may have begun during the read: seek only what is still assigned.
+        for tp in set(assigned) & consumer.assignment():
             consumer.seek(tp, committed.get(tp, 0))
 
 
