@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import StoreUnavailable
@@ -165,7 +166,21 @@ async def test_a_stuck_subscription_does_not_stop_another(handles: MakeHandles) 
 def _idle(store: KafkaStore) -> IdlePartitions:
     session = store._session
     assert session is not None
-    return session.claims._idle
+    return session.claims._reader.idle
+
+
+def _fetched(store: KafkaStore) -> set[TopicPartition]:
+    session = store._session
+    assert session is not None
+    consumer = session.claims._reader._consumer
+    assert consumer is not None
+    return set(consumer.assignment())
+
+
+def _owned(store: KafkaStore) -> set[TopicPartition]:
+    session = store._session
+    assert session is not None
+    return set(session.claims._owned)
 
 
 def _paused(store: KafkaStore, count: int) -> Callable[[], Awaitable[bool]]:
@@ -185,10 +200,12 @@ async def test_idle_partitions_pause_and_another_handles_route_resumes_them(hand
     a, b = await handles(2)
     await b.claim("ns/i", 10)  # only b joins the dispatcher group
     await eventually(_paused(b, 4), deadline=20)  # all four partitions of ns/i
+    assert _fetched(b) == set()  # the fetching consumer no longer names them
     seqs = await fill_keyless(a, 2)
     await a.route(LOG, seqs[-1], [(s, "ns/i") for s in seqs])  # a owns none of them: no wake
     assert sorted(await _claim_some(b, "ns/i", 2, deadline=20)) == seqs
     assert len(_idle(b).paused) < 4
+    assert _fetched(b) == {tp for tp in _owned(b) if tp not in _idle(b).paused}
 
 
 @pytest.mark.usefixtures("quick_idle")

@@ -99,7 +99,7 @@ from broker.store.kafka_config import (
 )
 from broker.store.kafka_reader import LogReader
 from broker.store.kafka_router import RouterGroup
-from broker.store.kafka_topics import Topics
+from broker.store.kafka_topics import Topics, learn_topics
 from broker.store.kafka_usage import Usage
 from broker.store.memory import check_route
 
@@ -248,16 +248,19 @@ class KafkaStore:
             return
         wanted = sorted({(seq, name) for seq, name in deliveries if seq > previous})
         events = await session.reader.entries(log, sorted({seq for seq, _ in wanted}))
-        for name in sorted({name for _, name in wanted}):
-            await session.topics.ensure(self._names.delivery(name), self._config.partitions)
+        topics = {name: self._names.delivery(name) for _, name in wanted}
+        await session.topics.ensure_all(dict.fromkeys(topics.values(), self._config.partitions))
         if wanted:
             async with kafka_errors(f"routing {log}", 2 * self._config.timeout):
-                acks = [
-                    await session.producer.send(self._names.delivery(name),
-                                                encode_delivery(log, seq, events[seq]),
-                                                key=delivery_key(events[seq], ordered=name in in_order))
-                    for seq, name in wanted
-                ]
+                await learn_topics(session.producer.client, topics.values())
+                bodies: dict[int, bytes] = {}  # an event matching many subscriptions is encoded once
+                acks = []
+                for seq, name in wanted:
+                    body = bodies.get(seq)
+                    if body is None:
+                        body = bodies[seq] = encode_delivery(log, seq, events[seq])
+                    acks.append(await session.producer.send(
+                        topics[name], body, key=delivery_key(events[seq], ordered=name in in_order)))
                 for sent in await asyncio.gather(*acks):
                     tp = TopicPartition(sent.topic, sent.partition)
                     session.usage.produced(tp, sent.offset)

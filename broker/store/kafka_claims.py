@@ -1,7 +1,10 @@
 """Claims of the Kafka store: the consumer group ``<prefix>-dispatchers``.
 
 One group member per store handle subscribes to the delivery topic of every subscription the
-handle has claimed for (a topic joins on its first :meth:`Claims.claim`). A background task
+handle has claimed for (a topic joins on its first :meth:`Claims.claim`). The member only holds
+partitions and commits; a group-less reader fetches the owned partitions that are not idle
+(:mod:`broker.store.kafka_fetch`, :mod:`broker.store.kafka_idle`), each from its committed
+offset, read for all of an assignment in one request. A background task
 fetches records into a per-subscription buffer (:mod:`broker.store.kafka_buffer`);
 :meth:`~Claims.claim` holds and returns buffered deliveries. A subscription with ``buffer``
 deliveries waiting has its partitions paused until half drained, so a stuck subscription never
@@ -11,7 +14,6 @@ stops another's fetching.
   longest run of done records is committed (at once, awaited; during a rebalance at the
   revocation or after it).
 * release: the delivery waits again, in front of its buffer.
-* Idle partitions are paused so fetches leave them out (:mod:`broker.store.kafka_idle`).
 * Exclusivity: a partition holding a delivery this handle claimed (or finished and could not
   commit yet) is pinned to this handle by the group's assignor
   (:mod:`broker.store.kafka_assign`), so no other live handle is given it. On revocation the
@@ -32,17 +34,15 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
-from broker.store.kafka_assign import StickyAssignor
 from broker.store.kafka_buffer import Buffered, SubscriptionBuffer
 from broker.store.kafka_codec import decode_delivery
-from broker.store.kafka_config import KafkaStoreConfig, Names, group_options, kafka_errors, stop_quietly
-from broker.store.kafka_idle import IdlePartitions
-from broker.store.kafka_offsets import PartitionState
+from broker.store.kafka_config import KafkaStoreConfig, Names
+from broker.store.kafka_fetch import DeliveryReader
+from broker.store.kafka_member import DispatcherMember
+from broker.store.kafka_offsets import Offsets
 from broker.store.kafka_topics import Topics
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,22 @@ class Claims:
         self._config = config
         self._names = names
         self._topics = topics
-        self._consumer: AIOKafkaConsumer | None = None
+        self._member = DispatcherMember(config, names.dispatchers, self._assignor_state, self)
         self._fetcher: asyncio.Task[None] | None = None
         self._subs: dict[str, SubscriptionBuffer] = {}
         self._by_topic: dict[str, str] = {}
-        self._parts: dict[TopicPartition, PartitionState] = {}
+        self._offsets = Offsets(config.timeout)
         self._owned: set[TopicPartition] = set()
         self._last: set[TopicPartition] = set()
         """The latest assignment, still known during a rebalance (for the assignor)."""
         self._watchers: list[Callable[[Collection[str]], None]] = []
+        self._unplaced: set[TopicPartition] = set()
+        """Owned partitions whose committed offset could not be read yet (not fetched)."""
         self._setup = asyncio.Lock()
-        self._idle = IdlePartitions(self._throttled)
+        self._joining: set[str] = set()
+        """Subscriptions waiting to join the member's subscription."""
+        self._placing = asyncio.Lock()
+        self._reader = DeliveryReader(config, self._throttled)
 
     def watch(self, notify: Callable[[Collection[str]], None]) -> None:
         self._watchers.append(notify)
@@ -77,9 +82,7 @@ class Claims:
         sub = self._subs.get(subscription) or await self._subscribe(subscription)
         taken = sub.take(limit, self._waiting)
         for item in taken:
-            part = self._parts[item.tp]
-            part.buffered.discard(item.offset)
-            part.held.add(item.offset)
+            self._offsets.hold(item.tp, item.offset)
         self._throttle(subscription)
         if not taken:
             # Nothing buffered: let the fetch task (and the group's join) run before the caller
@@ -89,8 +92,8 @@ class Claims:
 
     def wake(self, tp: TopicPartition) -> None:
         """This handle wrote a delivery to ``tp``: fetch it now if it was paused for idleness."""
-        if self._consumer is not None and tp in self._owned:
-            self._idle.wake(self._consumer, tp)
+        if tp in self._owned:
+            self._reader.wake(tp)
 
     def release(self, subscription: str, seqs: Sequence[int]) -> None:
         sub = self._subs.get(subscription)
@@ -101,14 +104,10 @@ class Claims:
             item = sub.held(seq)
             if item is None:
                 continue
-            part = self._parts.get(item.tp)
-            if part is not None:
-                part.held.discard(item.offset)
-            if part is None or not part.assigned:
+            if self._offsets.release(item.tp, item.offset):
+                back.append(item)
+            else:
                 sub.forget(seq)  # fetched again once the partition is back
-                continue
-            part.buffered.add(item.offset)
-            back.append(item)
         sub.give_back(back)
         self._throttle(subscription)
 
@@ -121,39 +120,28 @@ class Claims:
             if item is None:
                 continue
             sub.forget(seq)
-            part = self._parts.get(item.tp)
-            if part is not None:
-                part.held.discard(item.offset)
-                part.finish(item.offset)
-        await self._commit()
+            self._offsets.finish(item.tp, item.offset)
+        await self._offsets.commit(self._member.consumer)
 
     async def forget(self, subscription: str) -> None:
         """Stop fetching the subscription and drop its buffer and claims (the store then
         deletes its topic)."""
         topic = self._names.delivery(subscription)
+        self._joining.discard(subscription)
         if self._subs.pop(subscription, None) is None:
             return
         del self._by_topic[topic]
-        self._idle.dropped(topic)
-        for tp in [tp for tp in self._parts if tp.topic == topic]:
-            del self._parts[tp]
-        if self._consumer is not None:
-            if self._by_topic:
-                self._consumer.subscribe(sorted(self._by_topic), listener=_Listener(self))
-            else:
-                self._consumer.unsubscribe()
+        self._reader.dropped(topic)
+        self._offsets.drop(topic)
+        if self._member.consumer is not None:
+            await self._member.follow(self._by_topic)
 
     def progress(self) -> dict[TopicPartition, tuple[int, int, int]]:
         """Per owned partition: the offset below which all is finished, how many records
         above it are finished too (not yet committable), and the end seen by the last fetch."""
-        consumer = self._consumer
-        if consumer is None:
-            return {}
         found: dict[TopicPartition, tuple[int, int, int]] = {}
         for tp in self._owned:
-            part = self._parts.get(tp)
-            base, done = (part.base, len(part.done)) if part is not None else (0, 0)
-            found[tp] = (base, done, consumer.highwater(tp) or 0)
+            found[tp] = (*self._offsets.progress(tp), self._reader.high(tp))
         return found
 
     async def stop(self) -> None:
@@ -171,59 +159,49 @@ class Claims:
             await asyncio.gather(fetcher, return_exceptions=True)
         if leave:
             try:
-                await self._commit()
+                await self._offsets.commit(self._member.consumer)
             except StoreUnavailable as exc:
                 log.warning("finished deliveries not committed at close (delivered again): %s", exc)
-        consumer, self._consumer = self._consumer, None
         self._subs.clear()
         self._by_topic.clear()
-        self._parts.clear()
-        if consumer is not None:
-            # aiokafka sends LeaveGroup on stop only for a generation above 0; tansu numbers a
-            # group's first generation 0.
-            coordinator = consumer._coordinator
-            coordinator.generation = (coordinator.generation or 1) if leave else -1
-            await stop_quietly("the dispatcher group member", consumer.stop(), self._config.timeout)
+        self._offsets.clear()
+        await self._reader.stop()
+        await self._member.stop(leave=leave)
 
     async def _subscribe(self, subscription: str) -> SubscriptionBuffer:
+        # Subscriptions asking meanwhile join together: at start every worker claims at once,
+        # and a topic creation and a subscription change each for 1,000 Triggers took seconds
+        # (every change during a join costs another join).
+        self._joining.add(subscription)
         async with self._setup:
             sub = self._subs.get(subscription)
             if sub is not None:
                 return sub
-            topic = self._names.delivery(subscription)
-            await self._topics.ensure(topic, self._config.partitions)
-            if self._consumer is None:
-                consumer = AIOKafkaConsumer(
-                    **group_options(self._config, session=self._config.claim_lease),
-                    group_id=self._names.dispatchers,
-                    auto_offset_reset="earliest",
-                    partition_assignment_strategy=(StickyAssignor(self._assignor_state),),
-                )
-                async with kafka_errors("joining the dispatcher group", self._config.timeout):
-                    await consumer.start()
-                self._consumer = consumer
-                self._fetcher = asyncio.create_task(self._fetch(consumer), name="weir-kafka-claims")
-            sub = self._subs[subscription] = SubscriptionBuffer()
-            self._by_topic[topic] = subscription
-            # Returns at once: the join runs in the background (about a second with tansu).
-            self._consumer.subscribe(sorted(self._by_topic), listener=_Listener(self))
-            return sub
+            while names := sorted(self._joining - self._subs.keys()):
+                partitions = self._config.partitions
+                await self._topics.ensure_all({self._names.delivery(n): partitions for n in names})
+                for name in names:
+                    self._subs[name] = SubscriptionBuffer()
+                    self._by_topic[self._names.delivery(name)] = name
+                self._joining.difference_update(names)
+            member = await self._member.follow(self._by_topic)
+            if self._fetcher is None:
+                await self._reader.start()
+                self._fetcher = asyncio.create_task(self._fetch(member), name="weir-kafka-claims")
+            return self._subs[subscription]
 
     def _assignor_state(self) -> tuple[set[TopicPartition], set[TopicPartition]]:
-        return {tp for tp, p in self._parts.items() if p.pinned}, set(self._last)
+        return self._offsets.pinned(), set(self._last)
 
     def _waiting(self, item: Buffered) -> bool:
-        part = self._parts.get(item.tp)
-        return part is not None and item.offset in part.buffered
+        return self._offsets.waiting(item.tp, item.offset)
 
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+    async def _fetch(self, member: AIOKafkaConsumer) -> None:
         while True:
             try:
-                if not self._by_topic:
-                    await asyncio.sleep(POLL_MS / 1000)
-                    continue
-                batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=FETCH_RECORDS)
-                self._idle.active(batch.keys())
+                if self._unplaced and not self._placing.locked():
+                    await self.position(set(self._unplaced))
+                batch = await self._reader.fetch(POLL_MS, FETCH_RECORDS)
                 woke: set[str] = set()
                 for tp, records in batch.items():
                     name = self._by_topic.get(tp.topic)
@@ -234,8 +212,8 @@ class Claims:
                 if woke:
                     for notify in self._watchers:
                         notify(woke)
-                await self._commit()
-                await self._idle.check(consumer, self._config.timeout)
+                await self._offsets.commit(member)
+                await self._reader.check(member)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -245,56 +223,32 @@ class Claims:
     def _take(self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Buffer a fetched record; whether it is new and claimable."""
         offset = record.offset
-        part = self._parts.get(tp)
+        part = self._offsets.arrive(name, tp, offset)
         if part is None:
-            part = self._parts[tp] = PartitionState.starting_at(name, offset)
-        if not part.arrive(offset):
             return False
         try:
             delivery = decode_delivery(name, record.value or b"")
         except Exception:
             log.exception("undecodable delivery record %s@%d skipped", tp, offset)
-            part.finish(offset)
+            self._offsets.finish(tp, offset)
             return False
         if not self._subs[name].add(Buffered(tp, offset, delivery)):
-            part.finish(offset)  # a second record of a delivery already here
+            self._offsets.finish(tp, offset)  # a second record of a delivery already here
             return False
         part.buffered.add(offset)
         return True
 
-    async def _commit(self) -> None:
-        consumer = self._consumer
-        due = {tp: p.base for tp, p in self._parts.items() if p.assigned and p.due}
-        if consumer is None or not due:
-            return
-        try:
-            async with kafka_errors("committing finished deliveries", self._config.timeout):
-                await consumer.commit(due)
-        except StoreUnavailable as exc:
-            if isinstance(exc.__cause__, CommitFailedError | IllegalStateError):
-                # A rebalance is under way: committed at the revocation, or once the partition
-                # (pinned while the commit is due) is assigned again.
-                log.info("commit deferred: %s", exc)
-                return
-            raise
-        for tp, offset in due.items():
-            part = self._parts.get(tp)
-            if part is not None:
-                part.sent = max(part.sent, offset)
-
     def _throttle(self, name: str) -> None:
-        sub, consumer = self._subs.get(name), self._consumer
-        if sub is None or consumer is None:
+        sub = self._subs.get(name)
+        if sub is None:
             return
         # Called at every claim: the owned partitions are looked up only on a change.
         if not sub.paused and len(sub) >= self._config.buffer:
-            consumer.pause(*self._owned_of(name))
+            self._reader.pause(self._owned_of(name))
             sub.paused = True
         elif sub.paused and len(sub) <= self._config.buffer // 2:
-            tps = self._owned_of(name)
-            consumer.resume(*tps)
             sub.paused = False
-            self._idle.active(tps)
+            self._reader.resume(self._owned_of(name))
 
     def _owned_of(self, name: str) -> list[TopicPartition]:
         topic = self._names.delivery(name)
@@ -307,63 +261,41 @@ class Claims:
 
     async def revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
-            await self._commit()
+            await self._offsets.commit(self._member.consumer)
         except StoreUnavailable as exc:
             log.warning("finished deliveries not committed before a rebalance: %s", exc)
         self._owned.difference_update(revoked)
+        self._unplaced.difference_update(revoked)
+        self._reader.disown(revoked)
         for tp in revoked:
-            part = self._parts.get(tp)
-            if part is None:
-                continue
-            sub = self._subs.get(part.subscription)
-            if sub is not None and part.buffered:
+            dropping = self._offsets.revoke(tp)
+            sub = None if dropping is None else self._subs.get(dropping)
+            if sub is not None:
                 sub.drop_waiting(tp)
-            part.revoke()
-            if not part.pinned:
-                del self._parts[tp]
 
     def assigned(self, assigned: Collection[TopicPartition]) -> None:
         self._owned = set(assigned)
         self._last = set(assigned)
-        self._idle.assigned(assigned)
-        consumer = self._consumer
-        for tp in assigned:
-            part = self._parts.get(tp)
-            if part is not None:
-                part.assigned = True
-            name = self._by_topic.get(tp.topic)
-            sub = None if name is None else self._subs.get(name)
-            if consumer is not None and sub is not None and sub.paused:
-                consumer.pause(tp)
-
+        self._unplaced = set(assigned)
+        self._offsets.assign(set(assigned))
 
     async def position(self, assigned: Collection[TopicPartition]) -> None:
-        """Start each assigned partition at its committed offset, read for all in one request.
-
-        Left to itself aiokafka asks for one partition's committed offset at a time, each
-        request walking every assigned partition: with 1,000 Triggers (4,000 partitions) the
-        first deliveries waited half a minute. A partition with no commit starts at 0 (Kafka's
-        answer "out of range" then moves it to the earliest offset kept)."""
-        consumer = self._consumer
-        if consumer is None or not assigned:
+        """Have the reader fetch each assigned partition from its committed offset, read for
+        all in one request (left to itself aiokafka asks one partition at a time: with 1,000
+        Triggers the first deliveries waited half a minute). A partition with no commit starts
+        at 0 (Kafka's answer "out of range" then moves it to the earliest offset kept). When the
+        read fails the partitions wait, and the fetch task tries again."""
+        if not assigned:
             return
-        try:
-            committed = await self._topics.committed(self._names.dispatchers, assigned)
-        except StoreUnavailable as exc:
-            log.info("committed offsets not read at assignment (fetched per partition): %s", exc)
-            return
-        # A rebalance may have begun during the read: seek only what is still assigned.
-        for tp in set(assigned) & consumer.assignment():
-            consumer.seek(tp, committed.get(tp, 0))
+        async with self._placing:
+            try:
+                committed = await self._topics.committed(self._names.dispatchers, assigned)
+            except StoreUnavailable as exc:
+                log.info("committed offsets not read at assignment (tried again): %s", exc)
+                await asyncio.sleep(POLL_MS / 1000)
+                return
+        # A rebalance may have begun during the read: place only what is still unplaced.
+        placed = set(assigned) & self._unplaced
+        self._unplaced -= placed
+        self._reader.own({tp: committed.get(tp, 0) for tp in placed})
 
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, claims: Claims) -> None:
-        self._claims = claims
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._claims.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._claims.assigned(assigned)
-        await self._claims.position(assigned)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from broker.errors import EventTooLarge, StoreUnavailable
@@ -200,6 +201,11 @@ def consumer_options(config: KafkaStoreConfig) -> dict[str, Any]:
     return {**client_options(config), "fetch_max_wait_ms": FETCH_WAIT_MS}
 
 
+MEMBER_WAKE_MS = 5_000
+"""How often a group member's fetch loop wakes when nothing else wakes it (ms)."""
+MEMBER_POLL_MS = 1_000
+
+
 def group_options(config: KafkaStoreConfig, *, session: float) -> dict[str, Any]:
     """Options of a consumer-group member with a ``session``-second session timeout."""
     session_ms = max(int(session * 1000), 3)
@@ -213,7 +219,24 @@ def group_options(config: KafkaStoreConfig, *, session: float) -> dict[str, Any]
         "rebalance_timeout_ms": session_ms,
         # JoinGroup blocks for up to the rebalance timeout: the request must outlast it.
         "request_timeout_ms": max(40_000, 3 * session_ms),
+        # Members never fetch (every partition stays paused; other consumers read). aiokafka's
+        # fetch loop walks every assigned partition each time it wakes, by default every
+        # 200 ms: thousands of partitions made that a tenth of a core with nothing to do.
+        "consumer_timeout_ms": MEMBER_WAKE_MS,
     }
+
+
+async def keep_polling(member: AIOKafkaConsumer, what: str) -> None:
+    """Poll ``member`` (all its partitions paused) so Kafka's poll-interval check never expels
+    it; it returns nothing."""
+    while True:
+        try:
+            await member.getmany(timeout_ms=MEMBER_POLL_MS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: %s: %s", what, type(exc).__name__, exc)
+            await asyncio.sleep(MEMBER_POLL_MS / 1000)
 
 
 @contextlib.asynccontextmanager

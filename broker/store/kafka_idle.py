@@ -1,100 +1,119 @@
-"""Idle delivery partitions of a Kafka store handle, paused so that fetches leave them out.
+"""Which owned delivery partitions of a Kafka store handle are idle, and so are left unfetched.
 
-A fetch names every partition the dispatcher group member owns and is not paused. With one
-delivery topic per subscription (``partitions`` each), 1,000 Triggers put 4,000 partitions into
-every fetch, and fetches run every ``FETCH_WAIT_MS`` while nothing arrives: a third of a core
-with nothing to deliver. So a partition that yielded no record for :data:`IDLE_AFTER` seconds
-is paused. Every :data:`IDLE_CHECK` seconds one ListOffsets request over the paused partitions
-finds those whose end moved past the high watermark seen when they were paused, and resumes
-them. A route made by this handle resumes the partitions it wrote to at once
-(:meth:`IdlePartitions.wake`); a delivery another handle routes to a paused partition waits up
-to :data:`IDLE_CHECK` seconds longer.
+aiokafka's fetch loop walks every partition its consumer is assigned on each cycle, paused or
+not, and under load it cycles hundreds of times a second. With one delivery topic per
+subscription (``partitions`` each), 1,000 Triggers put 4,000 partitions into that walk: most of
+a core with only one of them receiving events. So the fetching consumer is assigned only the
+partitions that are not idle (:mod:`broker.store.kafka_fetch`), and a partition that yielded
+no record for :data:`IDLE_AFTER` seconds becomes idle. Every :data:`IDLE_CHECK` seconds one
+ListOffsets request over the idle partitions finds those whose end moved past the high
+watermark seen when they went idle, and they are fetched again. A route made by this handle
+wakes the partitions it wrote to at once (:meth:`IdlePartitions.wake`); a delivery another
+handle routes to an idle partition waits up to :data:`IDLE_CHECK` seconds longer.
 
-Pausing never loses a record: aiokafka does not move a paused partition's position, and a
-record that arrives between the last fetch and the pause is past the mark, so the next check
-resumes the partition.
+Idleness never loses a record: fetching resumes at the partition's position, and a record
+that arrives between the last fetch and the mark is past the mark, so the next check wakes the
+partition.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from broker.store.kafka_config import kafka_errors
+from aiokafka import TopicPartition
 
 IDLE_AFTER = 2.0
-"""Seconds without a fetched record after which an owned partition is paused."""
+"""Seconds without a fetched record after which an owned partition goes idle."""
 IDLE_CHECK = 1.0
-"""Seconds between checks for partitions to pause and paused partitions to resume."""
+"""Seconds between checks for partitions going idle and idle partitions with new records."""
 
 
 class IdlePartitions:
-    """Which owned partitions are paused for idleness; see the module docstring.
+    """The bookkeeping; see the module docstring.
 
     ``held`` tells which partitions are paused for another reason (their subscription has too
-    much waiting): those are neither paused nor resumed here.
+    much waiting): those neither go idle nor wake here.
     """
 
     def __init__(self, held: Callable[[TopicPartition], bool]) -> None:
         self._held = held
         self._seen: dict[TopicPartition, float] = {}
-        """Owned partitions and when each last yielded a record (or was assigned or resumed)."""
-        self._paused: dict[TopicPartition, int] = {}
-        """Partitions paused here, each with the high watermark seen when it was paused."""
+        """Owned partitions and when each last yielded a record (or was assigned or woken)."""
+        self._idle: dict[TopicPartition, int] = {}
+        """Idle partitions, each with the high watermark seen when it went idle."""
         self._next = 0.0
 
     @property
     def paused(self) -> Collection[TopicPartition]:
-        return self._paused.keys()
+        """The idle partitions."""
+        return self._idle.keys()
 
-    def assigned(self, tps: Collection[TopicPartition]) -> None:
-        """A new assignment: aiokafka starts every partition of it unpaused."""
-        now = time.monotonic()
-        self._seen = dict.fromkeys(tps, now)
-        self._paused.clear()
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._idle
 
-    def active(self, tps: Collection[TopicPartition]) -> None:
-        """``tps`` yielded records, or were resumed for another reason."""
+    def assigned(self, tps: Iterable[TopicPartition]) -> None:
+        """``tps`` joined the owned partitions: each starts active."""
         now = time.monotonic()
+        for tp in tps:
+            self._seen[tp] = now
+            self._idle.pop(tp, None)
+
+    def revoked(self, tps: Iterable[TopicPartition]) -> None:
+        """``tps`` are no longer owned."""
+        for tp in tps:
+            self._seen.pop(tp, None)
+            self._idle.pop(tp, None)
+
+    def active(self, tps: Iterable[TopicPartition]) -> bool:
+        """``tps`` yielded records, or were resumed for another reason: whether one of them
+        was idle."""
+        now = time.monotonic()
+        woke = False
         for tp in tps:
             if tp in self._seen:
                 self._seen[tp] = now
-            self._paused.pop(tp, None)
+            woke = self._idle.pop(tp, None) is not None or woke
+        return woke
 
     def dropped(self, topic: str) -> None:
         """``topic`` is gone (its subscription was forgotten)."""
-        for tp in [tp for tp in self._seen if tp.topic == topic]:
-            del self._seen[tp]
-            self._paused.pop(tp, None)
+        self.revoked([tp for tp in self._seen if tp.topic == topic])
 
-    def wake(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        """This handle wrote to ``tp``: fetch it again now."""
-        if tp in self._paused and not self._held(tp):
-            consumer.resume(tp)
-            self.active((tp,))
+    def wake(self, tp: TopicPartition) -> bool:
+        """This handle wrote to ``tp``: whether it was idle (and is active again)."""
+        return tp in self._idle and not self._held(tp) and self.active((tp,))
 
-    async def check(self, consumer: AIOKafkaConsumer, timeout: float) -> None:
-        """At most every :data:`IDLE_CHECK` seconds: pause the partitions idle for
-        :data:`IDLE_AFTER`, and resume the paused ones that have new records."""
+    def due(self) -> bool:
+        """Whether a check is due (at most every :data:`IDLE_CHECK` seconds)."""
         now = time.monotonic()
         if now < self._next:
-            return
+            return False
         self._next = now + IDLE_CHECK
+        return True
+
+    def settle(
+        self, high: Callable[[TopicPartition], int | None], position: Callable[[TopicPartition], int]
+    ) -> list[TopicPartition]:
+        """Make idle the partitions without a record for :data:`IDLE_AFTER` seconds that were
+        fetched up to their high watermark (``position`` is at least ``high``); returns them.
+
+        A partition behind its watermark is never idle, however long its fetches have been
+        failing: its records are past no mark, and no check would wake it."""
+        now = time.monotonic()
+        went: list[TopicPartition] = []
         for tp, at in self._seen.items():
-            if tp in self._paused or now - at < IDLE_AFTER or self._held(tp):
+            if tp in self._idle or now - at < IDLE_AFTER or self._held(tp):
                 continue
-            mark = consumer.highwater(tp)
-            if mark is not None:  # None: no fetch answered for it yet
-                consumer.pause(tp)
-                self._paused[tp] = mark
-        if not self._paused:
-            return
-        async with kafka_errors("checking idle delivery partitions", timeout):
-            ends = await consumer.end_offsets(list(self._paused))
-        moved = [tp for tp, end in ends.items()
-                 if tp in self._paused and end > self._paused[tp] and not self._held(tp)]
-        if moved:
-            consumer.resume(*moved)
-            self.active(moved)
+            mark = high(tp)
+            if mark is not None and position(tp) >= mark:  # None: no fetch answered for it yet
+                self._idle[tp] = mark
+                went.append(tp)
+        return went
+
+    def moved(self, ends: Mapping[TopicPartition, int]) -> list[TopicPartition]:
+        """Wake the idle partitions whose end in ``ends`` moved past their mark; returns them."""
+        woke = [tp for tp, end in ends.items()
+                if tp in self._idle and end > self._idle[tp] and not self._held(tp)]
+        self.active(woke)
+        return woke

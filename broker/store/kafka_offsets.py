@@ -1,5 +1,5 @@
-"""Offset bookkeeping of one delivery partition a Kafka store handle owns (or owned, while it
-still has claims or uncommitted work there).
+"""Offset bookkeeping of the delivery partitions a Kafka store handle owns (or owned, while it
+still has claims or uncommitted work there), and committing it.
 
 Offsets below ``base`` are finished, so ``base`` is what to commit. Above it, an offset is
 buffered (fetched, claimable), held (claimed) or done (finished out of order). A fetch after a
@@ -9,7 +9,18 @@ which of those records still need handing out.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from broker.errors import StoreUnavailable
+from broker.store.kafka_config import kafka_errors
+
+log = logging.getLogger("broker.store.kafka_claims")
 
 
 @dataclass(slots=True)
@@ -71,3 +82,123 @@ class PartitionState:
         self.assigned = False
         self.upto = None
         self.buffered.clear()
+
+
+class Offsets:
+    """Every partition's :class:`PartitionState`, and the commits of what is finished."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self.parts: dict[TopicPartition, PartitionState] = {}
+        self._dirty: set[TopicPartition] = set()
+        """Partitions whose finished offset may have moved past the last commit."""
+        self._committing: asyncio.Future[None] | None = None
+
+    def arrive(self, subscription: str, tp: TopicPartition, offset: int) -> PartitionState | None:
+        """A fetched record: its partition's state when the record is new here, else ``None``."""
+        part = self.parts.get(tp)
+        if part is None:
+            part = self.parts[tp] = PartitionState.starting_at(subscription, offset)
+        self._dirty.add(tp)  # arriving may finish skipped offsets, or find the commit behind
+        return part if part.arrive(offset) else None
+
+    def hold(self, tp: TopicPartition, offset: int) -> None:
+        part = self.parts[tp]
+        part.buffered.discard(offset)
+        part.held.add(offset)
+
+    def release(self, tp: TopicPartition, offset: int) -> bool:
+        """A held record waits again: whether it can (its partition is still assigned)."""
+        part = self.parts.get(tp)
+        if part is None:
+            return False
+        part.held.discard(offset)
+        if not part.assigned:
+            return False
+        part.buffered.add(offset)
+        return True
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        part = self.parts.get(tp)
+        if part is not None:
+            part.held.discard(offset)
+            part.finish(offset)
+            self._dirty.add(tp)
+
+    def waiting(self, tp: TopicPartition, offset: int) -> bool:
+        part = self.parts.get(tp)
+        return part is not None and offset in part.buffered
+
+    def pinned(self) -> set[TopicPartition]:
+        return {tp for tp, part in self.parts.items() if part.pinned}
+
+    def progress(self, tp: TopicPartition) -> tuple[int, int]:
+        """``(base, finished above it)`` of ``tp``."""
+        part = self.parts.get(tp)
+        return (part.base, len(part.done)) if part is not None else (0, 0)
+
+    def assign(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            part = self.parts.get(tp)
+            if part is not None:
+                part.assigned = True
+
+    def revoke(self, tp: TopicPartition) -> str | None:
+        """``tp`` was taken away: the subscription whose waiting deliveries of it to drop."""
+        part = self.parts.get(tp)
+        if part is None:
+            return None
+        dropping = part.subscription if part.buffered else None
+        part.revoke()
+        if not part.pinned:
+            del self.parts[tp]
+        return dropping
+
+    def drop(self, topic: str) -> None:
+        for tp in [tp for tp in self.parts if tp.topic == topic]:
+            del self.parts[tp]
+
+    def clear(self) -> None:
+        self.parts.clear()
+
+    async def commit(self, member: AIOKafkaConsumer | None) -> None:
+        """Commit what is due as ``member``. One commit runs at a time and callers arriving
+        meanwhile share the next: a thousand workers finishing together make two commits, not
+        a thousand (which timed out)."""
+        while (running := self._committing) is not None and not running.done():
+            with contextlib.suppress(Exception):  # its own caller gets its error
+                await asyncio.shield(running)
+        task = self._committing = asyncio.ensure_future(self._commit_due(member))
+        task.add_done_callback(_retrieved)
+        await asyncio.shield(task)
+
+    async def _commit_due(self, member: AIOKafkaConsumer | None) -> None:
+        due: dict[TopicPartition, int] = {}
+        for tp in list(self._dirty):
+            part = self.parts.get(tp)
+            if part is None or not part.due:
+                self._dirty.discard(tp)
+            elif part.assigned:
+                due[tp] = part.base
+        if member is None or not due:
+            return
+        try:
+            async with kafka_errors("committing finished deliveries", self._timeout):
+                await member.commit(due)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, CommitFailedError | IllegalStateError):
+                # A rebalance is under way: committed at the revocation, or once the partition
+                # (pinned while the commit is due) is assigned again.
+                log.info("commit deferred: %s", exc)
+                return
+            raise
+        for tp, offset in due.items():
+            part = self.parts.get(tp)
+            if part is not None:
+                part.sent = max(part.sent, offset)
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """Mark a commit's error seen: the caller that started it may have been cancelled."""
+    if not task.cancelled():
+        task.exception()

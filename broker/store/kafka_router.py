@@ -32,15 +32,12 @@ from broker.store.kafka_config import (
     client_options,
     group_options,
     kafka_errors,
+    keep_polling,
     stop_quietly,
 )
 from broker.store.kafka_topics import Topics
 
 log = logging.getLogger(__name__)
-
-IDLE_POLL_MS = 1000
-"""The member polls (all partitions paused) so Kafka's poll-interval check never expels it."""
-
 
 class RouterGroup:
     """This handle's leases and every handle's cursors; see the module docstring."""
@@ -135,7 +132,8 @@ class RouterGroup:
             # Returns at once: the join runs in the background (about a second with tansu).
             self._member.subscribe(sorted(self._subscribed), listener=_Listener(self, self._member))
             if self._poller is None:
-                self._poller = asyncio.create_task(self._poll(self._member), name="weir-kafka-router-poll")
+                self._poller = asyncio.create_task(keep_polling(self._member, "router group member"),
+                                                   name="weir-kafka-router-poll")
 
     async def _keeper_for(self, tp: TopicPartition) -> AIOKafkaConsumer:
         if self._keeper is None:
@@ -149,16 +147,6 @@ class RouterGroup:
             # Commits only: never fetch.
             self._keeper.pause(*self._keeper.assignment())
         return self._keeper
-
-    async def _poll(self, member: AIOKafkaConsumer) -> None:
-        while True:
-            try:
-                await member.getmany(timeout_ms=IDLE_POLL_MS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("router group member: %s: %s", type(exc).__name__, exc)
-                await asyncio.sleep(IDLE_POLL_MS / 1000)
 
     def revoked(self, revoked: Collection[TopicPartition]) -> None:
         self._owned.difference_update(revoked)

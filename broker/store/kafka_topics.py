@@ -13,10 +13,11 @@ by :meth:`Topics.start` for the dead-letter topic and at first use for a log or 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 
 from broker.errors import StoreError, StoreUnavailable
 from broker.store.kafka_config import (
@@ -61,28 +62,39 @@ class Topics:
     async def ensure(self, topic: str, partitions: int) -> None:
         """Create ``topic`` unless it exists (a topic someone else created is used as it is);
         with ``create=false``, raise the error naming it instead (see the module docstring)."""
-        if topic in self._known:
+        if topic not in self._known:
+            await self.ensure_all({topic: partitions})
+
+    async def ensure_all(self, wanted: Mapping[str, int]) -> None:
+        """:meth:`ensure` for each topic with its partition count, in one request."""
+        missing = {topic: n for topic, n in wanted.items() if topic not in self._known}
+        if not missing:
             return
         config = self._config
         if not config.create:
-            if not await self.exists(topic):
-                raise StoreError(f"the Kafka store needs topic {topic} ({partitions} partition"
-                                 f"{'s' if partitions > 1 else ''}), which does not exist, and its URL says "
-                                 "create=false: create it (see docs/scaling.md) or set create=true",
-                                 retriable=False)
+            found = await self.catalog(config.prefix)
+            for topic, partitions in missing.items():
+                if topic not in found:
+                    raise StoreError(f"the Kafka store needs topic {topic} ({partitions} partition"
+                                     f"{'s' if partitions > 1 else ''}), which does not exist, and its URL "
+                                     "says create=false: create it (see docs/scaling.md) or set create=true",
+                                     retriable=False)
             return
-        retention = config.dead_retention if topic == Names(config.prefix).dead else config.retention
-        settings = {} if retention is None else {"retention.ms": str(max(1, round(retention * 1000)))}
+        dead = Names(config.prefix).dead
         admin = self._open()
-        async with kafka_errors(f"creating topic {topic}", config.timeout):
-            response = await admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                                           replication_factor=config.replicas,
-                                                           topic_configs=settings)])
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        what = f"creating topic {next(iter(missing))}{more}"
+        async with kafka_errors(what, config.timeout):
+            response = await admin.create_topics([
+                NewTopic(topic, num_partitions=partitions, replication_factor=config.replicas,
+                         topic_configs=_settings(config, dead=topic == dead))
+                for topic, partitions in missing.items()
+            ])
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_EXISTS):
                 raise StoreUnavailable(f"Kafka refused to create topic {name}: error {code} {message or ''}",
                                        retry_after=RETRY_AFTER)
-        self._known.add(topic)
+        self._known.update(missing)
 
     async def exists(self, topic: str) -> bool:
         """Whether ``topic`` exists; asks the cluster (without creating it) until it does."""
@@ -135,3 +147,23 @@ class Topics:
         if self._admin is None:
             raise StoreUnavailable("the Kafka store is not open", retry_after=RETRY_AFTER)
         return self._admin
+
+
+async def learn_topics(client: AIOKafkaClient, topics: Iterable[str]) -> None:
+    """Have ``client`` (a producer's) know the partitions of ``topics`` with one metadata update.
+
+    Left to itself a producer fetches metadata at its first send to each topic, one update after
+    another, each naming every topic known so far: the first route to 1,000 new subscriptions
+    took longer than its timeout."""
+    update = None
+    for topic in topics:
+        if client.cluster.partitions_for_topic(topic) is None:
+            update = client.add_topic(topic)  # updates asked for meanwhile are one update
+    if update is not None:
+        await update
+
+
+def _settings(config: KafkaStoreConfig, *, dead: bool) -> dict[str, str]:
+    """Topic configs of a created topic: its ``retention.ms`` when set."""
+    retention = config.dead_retention if dead else config.retention
+    return {} if retention is None else {"retention.ms": str(max(1, round(retention * 1000)))}
