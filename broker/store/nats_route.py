@@ -98,10 +98,14 @@ class Router:
         self, log_name: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event]
     ) -> None:
         futures: list[asyncio.Future[api.PubAck]] = []
+        bodies: dict[int, bytes] = {}  # an event matching many subscriptions is encoded once
         try:
             for seq, sub in pairs:
+                body = bodies.get(seq)
+                if body is None:
+                    body = bodies[seq] = encode_delivery(log_name, seq, events[seq])
                 futures.append(await self._js.publish_async(
-                    self._names.delivery_subject(sub), encode_delivery(log_name, seq, events[seq]),
+                    self._names.delivery_subject(sub), body,
                     headers={"Nats-Msg-Id": f"{log_name}:{seq}:{sub}"}))
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
