@@ -6,7 +6,9 @@ Both run alone on core 0; wrk runs on core 1 with 16 and 64 connections, 1 KB bi
 with unique ids. Without wrk, the closed-loop aiohttp poster of :mod:`bench.load` stands in.
 
 On a shared backend B3's ingress (``--ingress-only``: ``js.publish`` or ``send_and_wait``, then
-202, nothing consumed) is measured too, and Weir is held to 0.6x of it.
+202, nothing consumed) is measured too, and Weir is held to 0.6x of it twice: as ``--role all``
+(its router also reads the log back and moves a cursor, which adds load on the log server) and
+as an ingress replica (``--role ingress``: it stores and answers and consumes nothing, like B3).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bench.suite.targets import Sut, relay, weir
 
 TITLE = "S6: ingress only, persisted 202 (issue 3)"
 RELAY = "B3"
+INGRESS_ROLE = "weir --role ingress"
 WARMUP_SECONDS = 1
 COLUMNS: tuple[Column, ...] = (
     ("target", "target", ""),
@@ -92,6 +95,11 @@ async def run(ctx: Ctx) -> Outcome:
             summary, _ = await asyncio.gather(profiler.record(sut.pid, seconds, file),
                                               rate(sut.url, round(seconds), top))
             out.profiles[f"Weir ingress under wrk -c{top}"] = summary
+    if ctx.config.backend in SHARED:
+        async with weir(ctx, [], name="s6-weir-ingress", role="ingress") as replica:
+            for c in ctx.profile.wrk_connections:
+                out.records.append(await _measure(ctx, Sut(name=INGRESS_ROLE, url=replica.url,
+                                                           pid=replica.pid), c))
     for c in ctx.profile.wrk_connections:
         out.ratios[f"Weir / raw ASGI requests/s, {c} connections"] = ratio(
             _rps(out.records, "weir", c), _rps(out.records, "raw ASGI", c))
@@ -100,12 +108,17 @@ async def run(ctx: Ctx) -> Outcome:
             out.ratios[f"Weir / {bare} requests/s, {c} connections"] = ratio(
                 _rps(out.records, "weir", c), _rps(out.records, bare, c))
             out.baselines[f"{bare}, {c} connections (req/s)"] = _rps(out.records, bare, c)
+            out.ratios[f"Weir ingress replica / {bare} requests/s, {c} connections"] = ratio(
+                _rps(out.records, INGRESS_ROLE, c), _rps(out.records, bare, c))
     top = max(ctx.profile.wrk_connections)
     out.checks = [at_least(f"S6 persisted ingress against raw ASGI ({top} connections)",
                            out.ratios[f"Weir / raw ASGI requests/s, {top} connections"], 0.35, "x")]
     if ctx.config.backend in SHARED:
         out.checks.append(at_least(f"S6 persisted ingress against {bare} ({top} connections)",
                                    out.ratios[f"Weir / {bare} requests/s, {top} connections"], 0.6, "x"))
+        out.checks.append(at_least(
+            f"S6 ingress replica (--role ingress) against {bare} ({top} connections)",
+            out.ratios[f"Weir ingress replica / {bare} requests/s, {top} connections"], 0.6, "x"))
     out.summary = {"tool": out.records[0]["tool"] if out.records else None}
     out.body.append(f"Load: {out.summary['tool']} (closed loop), 1 KB binary-mode events, "
                     f"{ctx.profile.wrk_seconds} s per run after a {WARMUP_SECONDS} s warm-up.\n\n"
