@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 
 from broker.delivery.dispatcher import Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
 from broker.ingest import Ingest
 from broker.store.memory import MemoryStore
+from weir.admin import LIST_BATCH, _list
 from weir.controlplane import ControlPlane
 from weir.manifests import load_text
 from weir.sinks import LocalSender, SinkRegistry
@@ -168,3 +171,19 @@ async def test_broker_and_sink_views(control: ControlPlane) -> None:
     assert sink["spec"] == {"log": {}}
     assert list(sink["status"]) == ["address", "conditions", "observedGeneration"]
     assert [c["type"] for c in sink["status"]["conditions"]] == ["Ready"]
+
+
+async def test_listing_body_is_the_whole_list_encoded_in_batches(control: ControlPlane) -> None:
+    names = [f"t{k:03d}" for k in range(LIST_BATCH * 2 + 3)]
+    await apply(control, BROKER, *(trigger(n, HEALTHY) for n in names))
+    response = _list("eventing.knative.dev/v1", "Trigger", control.iter_objects("Trigger", "default"))
+    assert response.media_type == "application/json"
+    assert orjson.loads(response.body) == {
+        "apiVersion": "eventing.knative.dev/v1", "kind": "TriggerList", "items": control.objects("Trigger"),
+    }
+    assert [item["metadata"]["name"] for item in control.objects("Trigger")] == names
+    empty = _list("eventing.knative.dev/v1", "Trigger", iter([]))
+    assert orjson.loads(empty.body)["items"] == []
+    # What JSON cannot carry as loaded is encoded the way FastAPI encodes it.
+    odd = _list("v1", "Thing", [{"spec": {"when": date(2026, 1, 2), "tags": {"a"}}}])
+    assert orjson.loads(odd.body)["items"] == [{"spec": {"when": "2026-01-02", "tags": ["a"]}}]

@@ -8,10 +8,12 @@ assertions use generous tolerances.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -535,3 +537,89 @@ async def test_pending_deliveries_of_many_subscriptions_resume_in_start_batches(
         for s in subs:
             await m.until(s.name, "delivered", 1)
         await m.settled()
+
+
+async def test_subscriptions_start_dormant_where_nothing_is_pending(sink: RecordingSink) -> None:
+    # A store only this process uses, holding nothing pending: no worker exists until the
+    # router announces a delivery, and the counters still list every subscription.
+    hit, idle = name("woken"), name("dormant")
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    plans = broker({"order.created": [hit]}, sub(hit, sink.url_for("/hit")), sub(idle, sink.url_for("/idle")))
+    async with mesh(plans, config=config) as m:
+        assert m.dispatcher._workers == {}
+        assert set(m.dispatcher.stats()) == {hit, idle} and m.dispatcher.awake() == []
+        await m.send(event())
+        await m.until(hit, "delivered", 1)
+        assert set(m.dispatcher._workers) == {hit}
+        assert m.dispatcher.stats()[idle]["delivered"] == 0
+        # A dormant subscription removed and one added later: still nothing to run.
+        late = name("late")
+        await m.dispatcher.apply(broker({"order.created": [hit, late]}, sub(hit, sink.url_for("/hit")),
+                                        sub(late, sink.url_for("/late"))))
+        assert set(m.dispatcher.stats()) == {hit, late} and set(m.dispatcher._workers) == {hit}
+        await m.send(event())
+        await m.until(late, "delivered", 1)
+        await m.until(hit, "delivered", 2)
+    assert len(sink.requests("/idle")) == 0
+
+
+async def test_pending_deliveries_start_workers_even_without_polling(sink: RecordingSink) -> None:
+    # Something pending at the start: every subscription gets its worker and first claim.
+    store = MemoryStore()
+    await store.open()
+    t = name("resumed")
+    await store.append("earlier/log", [event()])
+    (entry,) = await store.read("earlier/log", 0, 10)
+    await store.route("earlier/log", entry.seq, [(entry.seq, t)])
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    async with mesh(broker({}, sub(t, sink.url_for("/resumed"))), config=config, store=store) as m:
+        await m.until(t, "delivered", 1)
+        await m.settled()
+
+
+class BuiltOnRead(Mapping[str, SubscriptionPlan]):
+    """Subscriptions whose plans are new objects on every read, counted per name (as the
+    control plane's are built from the declared Triggers)."""
+
+    def __init__(self, *plans: SubscriptionPlan) -> None:
+        self._plans = {p.name: p for p in plans}
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, key: str) -> SubscriptionPlan:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return dataclasses.replace(self._plans[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._plans
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plans)
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+async def test_plans_are_read_only_where_a_worker_uses_them(
+    sink: RecordingSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="broker.delivery.dispatcher")
+    hit, idle = name("read"), name("unread")
+    subs = BuiltOnRead(sub(hit, sink.url_for("/hit")), sub(idle, sink.url_for("/idle")))
+    plans = {LOG: BrokerPlan(log=LOG, matcher=TypeMatcher({"order.created": [hit]}), subscriptions=subs)}
+    async with mesh(plans, config=DispatcherConfig(default_timeout=5.0, poll_idle=False)) as m:
+        assert subs.reads == {}  # both dormant
+        await m.send(event())
+        await m.until(hit, "delivered", 1)
+        assert subs.reads.get(idle, 0) == 0 and m.dispatcher._workers[hit].plan == subs._plans[hit]
+        # Routing more batches reads no plan again (whether it is ordered is remembered).
+        reads = subs.reads[hit]
+        for delivered in (2, 3):
+            await m.send(event())
+            await m.until(hit, "delivered", delivered)
+        assert subs.reads[hit] == reads
+        # Applied again, an equal plan read afresh leaves the running worker's plan as it was.
+        worker_plan = m.dispatcher._workers[hit].plan
+        await m.dispatcher.apply(plans)
+        assert m.dispatcher._workers[hit].plan is worker_plan
+        assert subs.reads.get(idle, 0) == 0
+    assert len(sink.requests("/hit")) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import textwrap
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from weir.manifests import Trigger, load_paths, load_text
+from weir.manifests import Destination, KRef, Origin, Trigger, load_paths, load_text
 from weir.manifests.documents import parse
+from weir.manifests.duck import accepted_destination, destination
+from weir.manifests.fields import Problems
 from weir.manifests.frozen import FrozenSpec, freeze, thaw
 
 
@@ -195,7 +198,7 @@ def test_equal_strings_are_shared_across_the_files_of_one_load(tmp_path: Path) -
     first, second = load_paths([str(tmp_path)]).resources
     assert isinstance(first, Trigger) and isinstance(second, Trigger)
     assert first.broker is second.broker
-    assert first.subscriber.uri is second.subscriber.uri
+    assert first.api_version is second.api_version
 
 
 def test_strings_are_not_interned_in_the_interpreter() -> None:
@@ -214,3 +217,48 @@ def test_parse_shares_strings_through_the_table_it_is_given() -> None:
     [second] = parse("b: shared-value\n", table)
     assert first.data["a"] is second.data["b"]
     assert table["shared-value"] is first.data["a"]
+
+
+def test_origin_keeps_file_index_and_line() -> None:
+    origin = Origin(file="a.yaml", index=300, line=12_345)
+    assert (origin.file, origin.index, origin.line, origin.where) == ("a.yaml", 300, 12_345, "a.yaml:12345")
+    unknown = Origin(file="b.yaml", index=2, line=None)
+    assert unknown.line is None and unknown.where == "b.yaml"
+    assert origin == Origin(file="a.yaml", index=300, line=12_345) != unknown
+    assert hash(origin) == hash(Origin(file="a.yaml", index=300, line=12_345))
+    assert repr(unknown) == "Origin(file='b.yaml', index=2, line=None)"
+    with pytest.raises(AttributeError):
+        origin.file = "c.yaml"
+    with pytest.raises(ValueError):
+        Origin(file="a.yaml", index=1, line=0)
+
+
+def test_subscriber_is_read_from_the_spec_as_the_loader_accepted_it() -> None:
+    trigger = load_trigger(ORDERED)
+    assert "subscriber" not in {f.name for f in dataclasses.fields(trigger)}
+    assert trigger.subscriber == Destination(uri="http://127.0.0.1:9/t")
+    assert trigger.subscriber is not trigger.subscriber  # a new value on each read
+    ref = load_trigger(
+        "broker: default\n"
+        "subscriber: {ref: {apiVersion: v1, kind: Service, name: svc, namespace: other}, uri: x/y}\n"
+    )
+    assert ref.subscriber == Destination(
+        ref=KRef(api_version="v1", kind="Service", name="svc", namespace="other"), uri="x/y"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"uri": "http://h/x"},
+        {"ref": {"apiVersion": "v1", "kind": "Service", "name": "s"}},
+        {"ref": {"apiVersion": "v1", "kind": "Service", "name": "s", "namespace": ""}, "uri": ""},
+        {"ref": {"apiVersion": "v1", "kind": "Service", "name": "s", "namespace": "n"}, "uri": "?q=1"},
+        {"uri": "https://h:8443/x?y=1#z", "ref": None},
+    ],
+)
+def test_an_accepted_destination_reads_back_as_validated(value: dict[str, Any]) -> None:
+    problems = Problems()
+    checked = destination(value, "spec.subscriber", problems, required=True)
+    assert problems.items == [] and checked is not None
+    assert accepted_destination(value) == checked

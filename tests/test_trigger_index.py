@@ -16,7 +16,7 @@ import pytest
 from broker.event import AttrValue, Event, canonical
 from triggers.filters import compile_trigger_filter
 from triggers.filters.base import Filter
-from triggers.index import TriggerIndex
+from triggers.index import IndexBuilder, TriggerIndex
 
 
 def ev(**attrs: AttrValue) -> Event:
@@ -203,3 +203,43 @@ def test_repr_counts_each_type_once() -> None:
     index, _ = index_of(TABLE)
     # t (alone and with sources) and u: two types; prefix, not-u, any and ext are unindexed.
     assert repr(index) == "TriggerIndex(triggers=12, types=2, unindexed=4, match_all=2)"
+
+
+def test_filters_decided_by_their_key_are_kept_by_name_only() -> None:
+    # An exact type (or type and source) filter checks nothing the lookup has not: the index
+    # keeps the name alone and never calls it, with the same answers as evaluating it.
+    specs: dict[str, tuple[Any, Any]] = {
+        "ns/a": ({"attributes": {"type": "t"}}, None),
+        "ns/b": (None, [{"exact": {"type": "t"}}]),
+        "ns/c": ({"attributes": {"type": "t", "subject": ""}}, None),
+        "ns/d": (None, [{"exact": {"type": "u", "source": "/s"}}]),
+        "ns/e": ({"attributes": {"type": "v"}}, None),
+        "ns/f": ({"attributes": {"type": "t", "subject": "x"}}, None),
+    }
+    index, filters = index_of(specs)
+    assert index._by_type["v"] == "ns/e"
+    assert index._by_type_source["u"]["/s"] == "ns/d"
+    group = index._by_type["t"]
+    assert group[:2] == ("ns/a", "ns/b") and [item[0] for item in group[2:]] == ["ns/c", "ns/f"]
+    for event in (ev(), ev(subject="x"), ev(type="u"), ev(type="v"), ev(type="u", source="/x")):
+        expected = [name for name, flt in filters.items() if flt.matches(event)]
+        assert sorted(index.match(event)) == sorted(expected)
+
+
+def test_exact_only_is_whether_every_attribute_entry_has_a_value() -> None:
+    assert getattr(compile_trigger_filter({"attributes": {"type": "t", "source": "/s"}}, None, trigger=""),
+                   "exact_only", False)
+    assert not getattr(compile_trigger_filter({"attributes": {"type": "t", "subject": ""}}, None, trigger=""),
+                       "exact_only", False)
+    assert getattr(compile_trigger_filter(None, [{"exact": {"type": "t"}}], trigger=""), "exact_only", False)
+
+
+def test_builder_files_one_filter_at_a_time_like_the_mapping_constructor() -> None:
+    _, filters = index_of(TABLE)
+    builder = IndexBuilder()
+    for name, flt in filters.items():
+        builder.add(name, flt)
+    built, whole = builder.build(), TriggerIndex(filters)
+    assert repr(built) == repr(whole) and len(built) == len(whole) == len(TABLE)
+    for event, _ in TABLE_ROWS:
+        assert built.match(event) == whole.match(event)

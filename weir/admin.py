@@ -18,12 +18,15 @@ A missing object answers 404 with a Kubernetes ``Status`` body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import prometheus_client
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
 from broker.bindings.json_format import to_dict
@@ -57,8 +60,34 @@ def _not_found(plural: str, group: str, name: str) -> JSONResponse:
     return JSONResponse(body, status_code=404)
 
 
-def _list(api_version: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": f"{kind}List", "items": items}
+LIST_BATCH = 64
+"""Items encoded at a time by a listing. With 256 the items being encoded needed new allocator arenas
+that stayed (the first listing of 10,000 Triggers left about 1 MiB more)."""
+
+
+def _list(api_version: str, kind: str, items: Iterable[dict[str, Any]]) -> Response:
+    """The ``<kind>List`` object as JSON, its items encoded :data:`LIST_BATCH` at a time.
+
+    The body is what FastAPI would send for the whole object, built without holding every item
+    (and FastAPI's copy of each) at once: listing 10,000 Triggers that way took about 28 MiB
+    at its peak and left the process about 3 MiB larger.
+    """
+    head = orjson.dumps({"apiVersion": api_version, "kind": f"{kind}List", "items": []})
+    pieces: list[bytes | memoryview] = [memoryview(head)[:-2]]  # open at the items' "["
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, LIST_BATCH)):
+        if len(pieces) > 1:
+            pieces.append(b",")
+        pieces.append(memoryview(_encode(batch))[1:-1])  # the items without their list's brackets
+    pieces.append(b"]}")
+    return Response(b"".join(pieces), media_type="application/json")
+
+
+def _encode(value: list[dict[str, Any]]) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # a spec kept as loaded (dates, sets, integer keys): as FastAPI encodes it
+        return orjson.dumps(jsonable_encoder(value))
 
 
 def create_admin(*, control: ControlPlane, store: EventStore, ready: Callable[[], bool]) -> FastAPI:
@@ -82,13 +111,14 @@ def create_admin(*, control: ControlPlane, store: EventStore, ready: Callable[[]
     async def list_all(plural: str) -> Any:
         if plural not in ("brokers", "triggers"):
             return _not_found(plural, "eventing.knative.dev", "")
-        return _list("eventing.knative.dev/v1", _KINDS[plural], control.objects(_KINDS[plural]))
+        return _list("eventing.knative.dev/v1", _KINDS[plural], control.iter_objects(_KINDS[plural]))
 
     @app.get(EVENTING + "/namespaces/{namespace}/{plural}")
     async def list_namespaced(namespace: str, plural: str) -> Any:
         if plural not in ("brokers", "triggers"):
             return _not_found(plural, "eventing.knative.dev", "")
-        return _list("eventing.knative.dev/v1", _KINDS[plural], control.objects(_KINDS[plural], namespace))
+        items = control.iter_objects(_KINDS[plural], namespace)
+        return _list("eventing.knative.dev/v1", _KINDS[plural], items)
 
     @app.get(EVENTING + "/namespaces/{namespace}/{plural}/{name}")
     async def get_one(namespace: str, plural: str, name: str) -> Any:
@@ -117,9 +147,8 @@ def create_admin(*, control: ControlPlane, store: EventStore, ready: Callable[[]
 
     @app.get(SINKS + "/namespaces/{namespace}/integrationsinks")
     async def list_sinks(namespace: str) -> Any:
-        return _list(
-            "sinks.knative.dev/v1alpha1", "IntegrationSink", control.objects("IntegrationSink", namespace)
-        )
+        items = control.iter_objects("IntegrationSink", namespace)
+        return _list("sinks.knative.dev/v1alpha1", "IntegrationSink", items)
 
     @app.get(SINKS + "/namespaces/{namespace}/integrationsinks/{name}")
     async def get_sink(namespace: str, name: str) -> Any:
@@ -135,7 +164,7 @@ def create_admin(*, control: ControlPlane, store: EventStore, ready: Callable[[]
         kind = SOURCE_KINDS.get(plural)
         if group not in SOURCE_GROUPS or kind is None:
             return _not_found(plural, group, "")
-        return _list(f"{group}/{version}", kind, control.objects(kind, namespace))
+        return _list(f"{group}/{version}", kind, control.iter_objects(kind, namespace))
 
     @app.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")
     async def get_source(group: str, version: str, namespace: str, plural: str, name: str) -> Any:

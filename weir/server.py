@@ -38,6 +38,7 @@ from sources.webhooks import WebhookRouter
 from weir.admin import create_admin
 from weir.app import WeirApp
 from weir.controlplane import ControlPlane
+from weir.heap import pin_mmap_threshold
 from weir.manifests import load_paths
 from weir.secrets import SecretResolver
 from weir.sinks import LocalSender, SinkRegistry
@@ -107,6 +108,8 @@ async def run(config: RunConfig) -> int:
         print(f"weir: {problem}", file=sys.stderr)
         return 2
     dispatching = config.role in ("all", "dispatcher")
+    # Before the load: its large temporary buffers must not stay resident (see weir.heap).
+    pin_mmap_threshold()
     loaded = load_paths(config.paths)
     if loaded.problems:
         for problem in loaded.problems:

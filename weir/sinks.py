@@ -102,7 +102,12 @@ class SinkRegistry:
         self._sinks: dict[tuple[str, str], LogSink] = {}
 
     def url_for(self, namespace: str, name: str) -> str | None:
-        return f"{self.base_url}/sinks/{namespace}/{name}" if (namespace, name) in self._sinks else None
+        """The URL of sink ``namespace/name``, or ``None`` when no such sink is registered."""
+        return self.address(namespace, name) if (namespace, name) in self._sinks else None
+
+    def address(self, namespace: str, name: str) -> str:
+        """The URL a sink ``namespace/name`` is served at while it is registered."""
+        return f"{self.base_url}/sinks/{namespace}/{name}"
 
     def replace(self, sinks: Mapping[tuple[str, str], LogSink]) -> None:
         self._sinks = dict(sinks)

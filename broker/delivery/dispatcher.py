@@ -8,6 +8,14 @@ in-flight limit and retry schedule, so a slow or failing subscriber never delays
 
 The dispatcher owns its routers and workers only; the store, sender and ingest are the
 caller's to open and close.
+
+On a store only this process uses (``poll_idle`` off), subscriptions applied while the store
+holds no pending delivery at all start *dormant*: no worker exists until the router first
+announces a delivery for them. Such a worker's first claim could find nothing, and every later
+delivery is announced, so this changes nothing but memory: most Triggers of a large set never
+match an event, and a worker (with the store's bookkeeping of its first claim) costs each about
+400 bytes. A plan is read from a Broker's ``subscriptions`` only where it is used (a starting
+or updated worker): the mapping may build it on every read, and keep none.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from typing import Any
 
 from broker.delivery.courier import Courier
 from broker.delivery.deadletter import DeadLetterHandler
-from broker.delivery.metrics import SubscriptionStats
+from broker.delivery.metrics import SubscriptionStats, zero_counters
 from broker.delivery.router import Router
 from broker.delivery.sender import Sender
 from broker.delivery.worker import POLL_INTERVAL, CourierFactory, Worker
+from broker.errors import StoreError
 from broker.ingest import Ingest
 from broker.routing import BrokerPlan, SubscriptionPlan
 from broker.store.base import EventStore
@@ -66,7 +75,10 @@ class DispatcherConfig:
 @dataclass(slots=True)
 class _Broker:
     router: Router
+    plan: BrokerPlan
+    """The plan the router runs."""
     workers: dict[str, Worker] = field(default_factory=dict)
+    """The workers of ``plan``'s subscriptions that are not dormant."""
 
 
 class Dispatcher:
@@ -148,8 +160,10 @@ class Dispatcher:
 
     def stats(self) -> dict[str, Any]:
         """Per subscription name: ``in_flight``, ``delivered``, ``retries``, ``dead_lettered``,
-        ``replies`` and ``replies_dropped`` since its worker started."""
-        return {name: worker.counters() for name, worker in sorted(self._workers.items())}
+        ``replies`` and ``replies_dropped`` since its worker started (all zero while dormant)."""
+        names = set(self._workers).union(*(b.plan.subscriptions for b in self._brokers.values()))
+        found = {name: self._workers.get(name) for name in sorted(names)}
+        return {name: zero_counters() if w is None else w.counters() for name, w in found.items()}
 
     def awake(self) -> list[str]:
         """Names of the subscriptions whose worker is awake (holds claims or heard news within
@@ -157,6 +171,9 @@ class Dispatcher:
         return sorted(name for name, worker in self._workers.items() if not worker.hibernating)
 
     async def _reconcile(self) -> None:
+        # Asked before anything is removed: forgetting a removed subscription's deliveries
+        # must not make its successor dormant while they were pending.
+        dormant = await self._nothing_pending()
         # All removals first, so a subscription that moved to another Broker is dropped (and
         # forgotten) before its new worker starts.
         for log_name in [n for n in self._brokers if n not in self._desired]:
@@ -171,20 +188,37 @@ class Dispatcher:
         for log_name, plan in self._desired.items():
             existing = self._brokers.get(log_name)
             if existing is None:
-                broker = self._brokers[log_name] = _Broker(router=self._router(plan))
+                broker = self._brokers[log_name] = _Broker(router=self._router(plan), plan=plan)
                 broker.router.start()
                 log.info("started broker %s", log_name)
             else:
                 broker = existing
+                broker.plan = plan
                 broker.router.update(plan)
-            for name, sub in plan.subscriptions.items():
+            subscriptions = plan.subscriptions
+            for name in subscriptions:
                 worker = broker.workers.get(name)
+                if worker is None and dormant:
+                    # Read for the log alone: a plan may be built on every read of the mapping.
+                    if log.isEnabledFor(logging.INFO):
+                        log.info("started subscription %s -> %s", name, subscriptions[name].subscriber)
+                    continue
+                sub = subscriptions[name]
                 if worker is None:
                     worker = broker.workers[name] = self._workers[name] = self._worker(sub)
                     self._enlist(worker)
                     log.info("started subscription %s -> %s", name, sub.subscriber)
                 elif worker.plan != sub:
                     worker.update(sub)
+
+    async def _nothing_pending(self) -> bool:
+        """Whether new subscriptions may start dormant (see the module docstring)."""
+        if self._config.poll_idle:
+            return False  # other processes route too, and announce nothing here
+        try:
+            return (await self._store.stats()).pending == 0
+        except StoreError:
+            return False
 
     async def _drop(self, worker: Worker, *, forget: bool) -> None:
         name = worker.plan.name
@@ -250,6 +284,22 @@ class Dispatcher:
 
     def _notify(self, names: Iterable[str]) -> None:
         for name in names:
-            worker = self._workers.get(name)
+            worker = self._workers.get(name) or self._wake(name)
             if worker is not None:
                 worker.notify()
+
+    def _wake(self, name: str) -> Worker | None:
+        """A started worker for dormant subscription ``name``; ``None`` when no Broker has it."""
+        if not self._running:
+            return None
+        for log_name, broker in self._brokers.items():
+            # Also still wanted: during a reconcile the router may announce a removed one.
+            wanted = self._desired.get(log_name)
+            if wanted is None or name not in broker.plan.subscriptions:
+                continue
+            sub = wanted.subscriptions.get(name)
+            if sub is not None:
+                worker = broker.workers[name] = self._workers[name] = self._worker(sub)
+                worker.start()
+                return worker
+        return None

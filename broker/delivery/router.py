@@ -8,6 +8,9 @@ one atomic :meth:`EventStore.route` (which also moves the cursor), then wake the
 subscriptions that got deliveries. Each Trigger is evaluated exactly once per event (reference
 §2.C); names the matcher returns that are not in the Broker's plan are ignored, and an event no
 subscription wants only moves the cursor.
+
+A plan's ``subscriptions`` may build each subscription's plan on every read (the control plane's
+do), so whether a subscription is ordered is read once per plan and remembered.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Router:
         self._batch = batch
         self._notify = notify
         self._task: asyncio.Task[None] | None = None
+        self._ordered: tuple[BrokerPlan, dict[str, bool]] = (plan, {})
+        """Whether each subscription routed to under that plan is ordered."""
 
     def update(self, plan: BrokerPlan) -> None:
         """Use ``plan`` from the next batch on."""
@@ -116,7 +121,7 @@ class Router:
                     deliveries.append((entry.seq, name))
         upto = entries[-1].seq
         names = {name for _, name in deliveries}
-        ordered = [name for name in names if wanted[name].ordered]
+        ordered = self._ordered_among(plan, names)
         if names:
             # A store may make deliveries claimable before its route commits (SQLite does): the
             # workers run at the route's first await. The second notice is the one that counts.
@@ -125,3 +130,18 @@ class Router:
         if names:
             self._notify(names)
         return upto
+
+    def _ordered_among(self, plan: BrokerPlan, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that ``plan`` delivers in order (see the module docstring)."""
+        known_for, known = self._ordered
+        if known_for is not plan:  # keyed by the plan: an update may come during a batch
+            known = {}
+            self._ordered = (plan, known)
+        ordered = []
+        for name in names:
+            flag = known.get(name)
+            if flag is None:
+                flag = known[name] = plan.subscriptions[name].ordered
+            if flag:
+                ordered.append(name)
+        return ordered

@@ -44,6 +44,12 @@ class AttributesFilter:
         """
         return MappingProxyType({k: v for k, v in self._items() if v})
 
+    @property
+    def exact_only(self) -> bool:
+        """Whether every entry has a value, so :meth:`matches` checks nothing but
+        :attr:`required` (see :mod:`triggers.filters.base`)."""
+        return self._first_want != "" and all(want for _, want in self._rest)
+
     def matches(self, event: Event) -> bool:
         attrs = event.attributes
         # The entry check is written out twice: a helper call per entry cost a quarter more time.

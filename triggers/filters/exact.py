@@ -18,6 +18,9 @@ class ExactFilter:
 
     __slots__ = ("_items", "required")
 
+    exact_only = True
+    """:meth:`matches` checks nothing but :attr:`required` (see :mod:`triggers.filters.base`)."""
+
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self._items = tuple(attributes.items())
         self.required: Mapping[str, str] = MappingProxyType(dict(attributes))

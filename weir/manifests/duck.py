@@ -8,6 +8,7 @@ refused: they have no fixed length in seconds. Every bound is Knative's: ``timeo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +70,21 @@ def destination(value: Any, path: str, problems: Problems, *, required: bool = F
     if len(problems) > before:
         return None
     return Destination(ref=ref, uri=uri)
+
+
+def accepted_destination(value: Mapping[str, Any]) -> Destination:
+    """The :class:`Destination` :func:`destination` gives for ``value``, which it must have
+    accepted, read without checking it again (a Trigger's subscriber is read so on every use)."""
+    raw_ref = value.get("ref")
+    ref = None
+    if raw_ref is not None:
+        ref = KRef(
+            api_version=raw_ref["apiVersion"],
+            kind=raw_ref["kind"],
+            name=raw_ref["name"],
+            namespace=raw_ref.get("namespace") or None,  # "" is absent, as for destination()
+        )
+    return Destination(ref=ref, uri=value.get("uri") or None)
 
 
 def _check_uri(uri: str, path: str, problems: Problems, *, relative: bool) -> None:

@@ -193,7 +193,6 @@ def _trigger(common: _Common, spec: dict[str, Any], problems: Problems) -> Trigg
     return Trigger(
         **common.fields(),
         broker=broker,
-        subscriber=subscriber,
         delivery=options,
         ordered=ordered,
         max_in_flight=max_in_flight,

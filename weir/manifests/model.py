@@ -18,19 +18,52 @@ DEFAULT_BROKER_CLASS = "MTChannelBasedBroker"
 """The class Knative's webhook fills in when a Broker has no class annotation."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Origin:
     """Where a document came from: ``file`` as given, ``index`` its position in the file
-    (from 1, counting empty documents), ``line`` its first line (from 1) when known."""
+    (from 1, counting empty documents), ``line`` its first line (from 1) when known.
+
+    Immutable; equal when all three are. Index and line are held as one integer: every declared
+    resource keeps its origin, and beyond the first 256 each integer is an object of its own.
+    """
+
+    __slots__ = ("_at", "file")
 
     file: str
-    index: int
-    line: int | None
+    _at: int
+
+    def __init__(self, *, file: str, index: int, line: int | None) -> None:
+        if index < 0 or (line is not None and not 0 < line < 1 << 32):
+            raise ValueError(f"index and line count from 1, got {index} and {line}")
+        object.__setattr__(self, "file", file)
+        # line 0 stands for "unknown"
+        object.__setattr__(self, "_at", index << 32 | (line or 0))
+
+    @property
+    def index(self) -> int:
+        return self._at >> 32
+
+    @property
+    def line(self) -> int | None:
+        return self._at & 0xFFFFFFFF or None
 
     @property
     def where(self) -> str:
         """``file:line`` (or just ``file``), the prefix of every problem about the document."""
         return self.file if self.line is None else f"{self.file}:{self.line}"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Origin is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Origin):
+            return NotImplemented
+        return self.file == other.file and self._at == other._at
+
+    def __hash__(self) -> int:
+        return hash((self.file, self._at))
+
+    def __repr__(self) -> str:
+        return f"Origin(file={self.file!r}, index={self.index!r}, line={self.line!r})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,13 +154,22 @@ class Trigger(Resource):
     """
 
     broker: str
-    subscriber: Destination
     delivery: DeliveryOptions | None = None
     ordered: bool = False
     max_in_flight: int | None = None
 
-    # Read from ``spec`` rather than kept: a Trigger's filter is needed only when a set is
-    # applied or tested, and a copy would cost every declared Trigger.
+    # Read from ``spec`` rather than kept: a Trigger's subscriber and filter are needed only
+    # when a set is applied, tested or viewed, or a worker starts; a copy would cost every
+    # declared Trigger (the subscriber with its URI about 120 bytes).
+    @property
+    def subscriber(self) -> Destination:
+        """``spec.subscriber``, already accepted when the Trigger was loaded; a new value on each
+        read (each read decodes ``spec``)."""
+        # Imported here: the parser builds this module's types.
+        from weir.manifests.duck import accepted_destination
+
+        return accepted_destination(self.spec["subscriber"])
+
     @property
     def filter_(self) -> Any:
         """The raw ``spec.filter`` value (``None`` when absent), already accepted by
