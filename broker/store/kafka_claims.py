@@ -212,7 +212,7 @@ class Claims:
                 if woke:
                     for notify in self._watchers:
                         notify(woke)
-                await self._offsets.commit(member)
+                self._offsets.commit_soon(member)
                 await self._reader.check(member)
             except asyncio.CancelledError:
                 raise

@@ -172,6 +172,14 @@ class Offsets:
         task.add_done_callback(_retrieved)
         await asyncio.shield(task)
 
+    def commit_soon(self, member: AIOKafkaConsumer | None) -> None:
+        """Start a commit of what is due unless one is running, without waiting for it: for
+        offsets nobody waits on (records skipped or found twice by the fetch), so the fetch loop
+        never queues behind the workers' commits."""
+        if self._dirty and (self._committing is None or self._committing.done()):
+            task = self._committing = asyncio.ensure_future(self._commit_due(member))
+            task.add_done_callback(_logged)
+
     async def _commit_due(self, member: AIOKafkaConsumer | None) -> None:
         due: dict[TopicPartition, int] = {}
         for tp in list(self._dirty):
@@ -202,3 +210,10 @@ def _retrieved(task: asyncio.Future[None]) -> None:
     """Mark a commit's error seen: the caller that started it may have been cancelled."""
     if not task.cancelled():
         task.exception()
+
+
+
+def _logged(task: asyncio.Future[None]) -> None:
+    """A commit nobody waits on: its error is only logged (the next commit includes its offsets)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("committing finished deliveries: %s", exc)
