@@ -63,3 +63,32 @@ def test_a_route_wakes_an_idle_partition_once() -> None:
     assert idle_parts.wake(TP) is False  # already active
     idle_parts.revoked([TP])
     assert idle_parts.settle(lambda tp: 3, lambda tp: 3) == []  # no longer owned
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_partition_that_keeps_waking_waits_longer_to_go_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(kafka_idle, "IDLE_AFTER", 2.0)
+    monkeypatch.setattr(kafka_idle, "time", clock)
+    idle_parts = IdlePartitions(lambda tp: False)
+    idle_parts.assigned([TP])
+    waits = []
+    for _ in range(8):
+        quiet = 0.0
+        while not idle_parts.settle(lambda tp: 1, lambda tp: 1):
+            clock.now += 0.5
+            quiet += 0.5
+        waits.append(quiet)
+        assert idle_parts.wake(TP)
+    assert waits == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    idle_parts.revoked([TP])
+    idle_parts.assigned([TP])  # owned again: starts over
+    clock.now += 2.0
+    assert idle_parts.settle(lambda tp: 1, lambda tp: 1) == [TP]

@@ -7,7 +7,10 @@ a core with only one of them receiving events. So the fetching consumer is assig
 partitions that are not idle (:mod:`broker.store.kafka_fetch`), and a partition that yielded
 no record for :data:`IDLE_AFTER` seconds becomes idle. Every :data:`IDLE_CHECK` seconds one
 ListOffsets request over the idle partitions finds those whose end moved past the high
-watermark seen when they went idle, and they are fetched again. A route made by this handle
+watermark seen when they went idle, and they are fetched again. Every change of the fetched set
+reassigns the fetching consumer, so a partition that wakes waits twice as long as before to go
+idle again (up to :data:`IDLE_MAX`): a Trigger whose events arrive every few seconds settles as
+fetched instead of waking and sleeping with each one. A route made by this handle
 wakes the partitions it wrote to at once (:meth:`IdlePartitions.wake`); a delivery another
 handle routes to an idle partition waits up to :data:`IDLE_CHECK` seconds longer.
 
@@ -25,6 +28,8 @@ from aiokafka import TopicPartition
 
 IDLE_AFTER = 2.0
 """Seconds without a fetched record after which an owned partition goes idle."""
+IDLE_MAX = 60.0
+"""The longest a partition that keeps waking waits to go idle (seconds)."""
 IDLE_CHECK = 1.0
 """Seconds between checks for partitions going idle and idle partitions with new records."""
 
@@ -42,6 +47,8 @@ class IdlePartitions:
         """Owned partitions and when each last yielded a record (or was assigned or woken)."""
         self._idle: dict[TopicPartition, int] = {}
         """Idle partitions, each with the high watermark seen when it went idle."""
+        self._after: dict[TopicPartition, float] = {}
+        """Seconds without a record before each partition that has woken goes idle again."""
         self._next = 0.0
 
     @property
@@ -64,6 +71,7 @@ class IdlePartitions:
         for tp in tps:
             self._seen.pop(tp, None)
             self._idle.pop(tp, None)
+            self._after.pop(tp, None)
 
     def active(self, tps: Iterable[TopicPartition]) -> bool:
         """``tps`` yielded records, or were resumed for another reason: whether one of them
@@ -73,7 +81,9 @@ class IdlePartitions:
         for tp in tps:
             if tp in self._seen:
                 self._seen[tp] = now
-            woke = self._idle.pop(tp, None) is not None or woke
+            if self._idle.pop(tp, None) is not None:
+                self._after[tp] = min(2 * self._after.get(tp, IDLE_AFTER), IDLE_MAX)
+                woke = True
         return woke
 
     def dropped(self, topic: str) -> None:
@@ -95,15 +105,16 @@ class IdlePartitions:
     def settle(
         self, high: Callable[[TopicPartition], int | None], position: Callable[[TopicPartition], int]
     ) -> list[TopicPartition]:
-        """Make idle the partitions without a record for :data:`IDLE_AFTER` seconds that were
-        fetched up to their high watermark (``position`` is at least ``high``); returns them.
+        """Make idle the partitions without a record for :data:`IDLE_AFTER` seconds (longer for
+        those that woke before) that were fetched up to their high watermark (``position`` is
+        at least ``high``); returns them.
 
         A partition behind its watermark is never idle, however long its fetches have been
         failing: its records are past no mark, and no check would wake it."""
         now = time.monotonic()
         went: list[TopicPartition] = []
         for tp, at in self._seen.items():
-            if tp in self._idle or now - at < IDLE_AFTER or self._held(tp):
+            if tp in self._idle or now - at < self._after.get(tp, IDLE_AFTER) or self._held(tp):
                 continue
             mark = high(tp)
             if mark is not None and position(tp) >= mark:  # None: no fetch answered for it yet
