@@ -185,7 +185,7 @@ def _owned(store: KafkaStore) -> set[TopicPartition]:
 
 def _paused(store: KafkaStore, count: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return len(_idle(store).paused) == count
+        return len(_idle(store).partitions) == count
     return check
 
 
@@ -204,8 +204,8 @@ async def test_idle_partitions_pause_and_another_handles_route_resumes_them(hand
     seqs = await fill_keyless(a, 2)
     await a.route(LOG, seqs[-1], [(s, "ns/i") for s in seqs])  # a owns none of them: no wake
     assert sorted(await _claim_some(b, "ns/i", 2, deadline=20)) == seqs
-    assert len(_idle(b).paused) < 4
-    assert _fetched(b) == {tp for tp in _owned(b) if tp not in _idle(b).paused}
+    assert len(_idle(b).partitions) < 4
+    assert _fetched(b) == {tp for tp in _owned(b) if tp not in _idle(b).partitions}
 
 
 @pytest.mark.usefixtures("quick_idle")
@@ -216,7 +216,7 @@ async def test_a_handles_own_route_resumes_the_partition_it_wrote_at_once(handle
     _idle(store)._next = math.inf  # no periodic check from now on: only the route may resume
     seqs = await fill_keyless(store, 1)
     await store.route(LOG, seqs[-1], [(seqs[0], "ns/i")])
-    assert len(_idle(store).paused) == 3
+    assert len(_idle(store).partitions) == 3
     assert [d.seq for d in await claim_n(store, "ns/i", 1)] == seqs
 
 

@@ -134,10 +134,10 @@ class DeliveryReader:
                 self._high[tp] = mark
         if self.idle.settle(self._high.get, self._position):
             self._refresh()
-        if not self.idle.paused:
+        if not self.idle.partitions:
             return
         async with kafka_errors("checking idle delivery partitions", self._config.timeout):
-            ends = await member.end_offsets(list(self.idle.paused))
+            ends = await member.end_offsets(list(self.idle.partitions))
         if self.idle.moved(ends):
             self._refresh()
 

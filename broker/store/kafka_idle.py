@@ -37,8 +37,8 @@ IDLE_CHECK = 1.0
 class IdlePartitions:
     """The bookkeeping; see the module docstring.
 
-    ``held`` tells which partitions are paused for another reason (their subscription has too
-    much waiting): those neither go idle nor wake here.
+    ``held`` tells which partitions are paused because their subscription has too much waiting:
+    those neither go idle nor wake here.
     """
 
     def __init__(self, held: Callable[[TopicPartition], bool]) -> None:
@@ -52,7 +52,7 @@ class IdlePartitions:
         self._next = 0.0
 
     @property
-    def paused(self) -> Collection[TopicPartition]:
+    def partitions(self) -> Collection[TopicPartition]:
         """The idle partitions."""
         return self._idle.keys()
 
