@@ -91,7 +91,7 @@ class Claims:
         return [item.delivery for item in taken]
 
     def wake(self, tp: TopicPartition) -> None:
-        """This handle wrote a delivery to ``tp``: fetch it now if it was paused for idleness."""
+        """This handle wrote a delivery to ``tp``: fetch it now if it was idle."""
         if tp in self._owned:
             self._reader.wake(tp)
 

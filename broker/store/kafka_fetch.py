@@ -58,11 +58,6 @@ class DeliveryReader:
         if consumer is not None:
             await stop_quietly("the delivery reader", consumer.stop(), self._config.timeout)
 
-    @property
-    def owned(self) -> Collection[TopicPartition]:
-        """Owned partitions with a known position."""
-        return self._next.keys()
-
     def own(self, starts: Mapping[TopicPartition, int]) -> None:
         """Fetch these newly owned partitions, each from its start offset."""
         self._next.update(starts)
