@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from broker.errors import StoreUnavailable
 from broker.store.kafka_config import kafka_errors
 
-log = logging.getLogger("broker.store.kafka_claims")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
