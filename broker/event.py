@@ -14,8 +14,11 @@ spec "canonical string encoding") that filters compare against.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 AttrValue = str | int | bool
 
@@ -44,6 +47,25 @@ class Event:
 
     attributes: Mapping[str, AttrValue]
     data: bytes | None = field(default=None)
+    _derived: dict[Callable[[Event], Any], Any] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def derived(self, build: Callable[[Event], T]) -> T:
+        """``build(self)``, computed on the first call and kept with the event afterwards.
+
+        An event stored once is delivered to every matching Trigger; its wire form and the like
+        are worked out once for all of them. ``build`` must be a pure function of the event
+        (a module-level function: it is the cache key) and its result must not be mutated.
+        """
+        memo = self._derived
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_derived", memo)
+        elif build in memo:
+            return memo[build]  # type: ignore[no-any-return]
+        value = memo[build] = build(self)
+        return value
 
     @property
     def id(self) -> str:

@@ -514,3 +514,20 @@ def test_batch_json_data_is_kept_byte_for_byte() -> None:
     body = b"[ " + b" ,\n ".join([*items, text]) + b" ]"
     events = http.decode({"content-type": "application/cloudevents-batch+json"}, body)
     assert [e.data for e in events] == [*RAW_DATA, b"a b"]
+
+
+def test_binary_encoding_is_worked_out_once_per_event() -> None:
+    calls: list[Event] = []
+
+    def counted(event: Event) -> int:
+        calls.append(event)
+        return len(event.attributes)
+
+    event = Event({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, b"x")
+    twin = Event(dict(event.attributes), b"x")
+    assert http.encode_binary(event) is http.encode_binary(event)
+    assert event.derived(counted) == event.derived(counted) == 4
+    assert calls == [event]
+    # The memo is not part of the value: an equal event without it is still equal.
+    assert event == twin and repr(event) == repr(twin)
+    assert twin.derived(counted) == 4 and len(calls) == 2

@@ -71,6 +71,19 @@ async def test_binary_without_datacontenttype_sends_no_content_type(
     assert "prefer" not in request.headers
 
 
+async def test_one_event_sent_twice_carries_only_each_sends_headers(
+    sink: RecordingSink, sender: HttpSender
+) -> None:
+    # The binary encoding is worked out once per event and shared; a send's own headers must
+    # not leak into it.
+    await sender.send(sink.url_for("/a"), EVENT, headers={"Kn-Namespace": "team-a"})
+    await sender.send(sink.url_for("/b"), EVENT)
+    [first], [second] = sink.requests("/a"), sink.requests("/b")
+    assert first.headers["kn-namespace"] == "team-a"
+    assert "kn-namespace" not in second.headers
+    assert first.event == second.event == EVENT
+
+
 @pytest.mark.parametrize("status", [200, 204, 400, 404, 429, 500, 503])
 async def test_statuses_are_returned_not_raised(sink: RecordingSink, sender: HttpSender, status: int) -> None:
     sink.script("/s", Reply(status=status, headers={"Retry-After": "3", "X-Thing": "v"}, body=b"why"))

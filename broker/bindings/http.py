@@ -64,8 +64,15 @@ def has_event(headers: Mapping[str, str]) -> bool:
     return "ce-specversion" in headers
 
 
-def encode_binary(event: Event) -> tuple[dict[str, str], bytes]:
-    """Binary-mode headers (``ce-*`` and ``content-type`` when the event has a datacontenttype) and body."""
+def encode_binary(event: Event) -> tuple[Mapping[str, str], bytes]:
+    """Binary-mode headers (``ce-*`` and ``content-type`` when the event has a datacontenttype) and body.
+
+    Worked out once per event (see :meth:`Event.derived`); the headers must not be mutated.
+    """
+    return event.derived(_encode_binary)
+
+
+def _encode_binary(event: Event) -> tuple[Mapping[str, str], bytes]:
     headers: dict[str, str] = {}
     for name, value in event.attributes.items():
         if name == _DATACONTENTTYPE:
@@ -75,12 +82,12 @@ def encode_binary(event: Event) -> tuple[dict[str, str], bytes]:
     return headers, event.data if event.data is not None else b""
 
 
-def encode_structured(event: Event) -> tuple[dict[str, str], bytes]:
+def encode_structured(event: Event) -> tuple[Mapping[str, str], bytes]:
     """Structured-mode headers (``application/cloudevents+json; charset=UTF-8``) and JSON body."""
     return {"content-type": STRUCTURED_CONTENT_TYPE}, to_json(event)
 
 
-def encode_batch(events: Sequence[Event]) -> tuple[dict[str, str], bytes]:
+def encode_batch(events: Sequence[Event]) -> tuple[Mapping[str, str], bytes]:
     """Batch-mode headers (``application/cloudevents-batch+json; charset=UTF-8``) and JSON array body."""
     return {"content-type": BATCH_CONTENT_TYPE}, batch_to_json(list(events))
 

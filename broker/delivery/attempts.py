@@ -129,9 +129,24 @@ async def deliver_with_retries(
     try:
         return await attempt(1)
     except DeliveryError as error:
-        if not error.retriable or spec.retry <= 0:
-            raise
-        first = error
+        return await retry_after(error, attempt, spec, on_retry=on_retry, sleep=sleep)
+
+
+async def retry_after(
+    first: DeliveryError,
+    attempt: Callable[[int], Awaitable[T]],
+    spec: DeliverySpec,
+    *,
+    on_retry: Callable[[DeliveryError, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """:func:`deliver_with_retries` once attempt 1 has failed with ``first``: raises ``first``
+    when it is final, else runs ``attempt(2)``, ``attempt(3)``, ... as that function does.
+
+    For callers that make the first attempt themselves, on the path every delivery takes.
+    """
+    if not first.retriable or spec.retry <= 0:
+        raise first
     pause = wait_before(spec, 1, first)
     if on_retry is not None:
         on_retry(first, pause)

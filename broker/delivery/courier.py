@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from broker.bindings.http import decode, has_event
-from broker.delivery.attempts import classify, deliver_with_retries
+from broker.delivery.attempts import classify, retry_after
 from broker.delivery.deadletter import DeadLetterHandler, Failure
 from broker.delivery.metrics import SubscriptionStats
 from broker.delivery.sender import Response, Sender
@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 
 def arrival_time(event: Event) -> float | None:
     """Unix time of ``knativearrivaltime``, or ``None`` when absent or unparsable."""
+    return event.derived(_arrival_time)
+
+
+def outgoing(stored: Event) -> Event:
+    """The event as subscribers get it: the stored one without ``knativebrokerttl``."""
+    return stored.derived(_outgoing)
+
+
+def _outgoing(stored: Event) -> Event:
+    return stored.without((TTL,))
+
+
+def _arrival_time(event: Event) -> float | None:
     text = event.text(ARRIVAL_TIME)
     if text is None:
         return None
@@ -80,7 +93,7 @@ class Courier:
         that record cannot be written: the delivery stays pending and must be tried again.
         """
         stored = delivery.event
-        event = stored.without((TTL,))
+        event = outgoing(stored)
         arrived = arrival_time(stored)
         if self._max_event_age is not None and arrived is not None:
             age = time.time() - arrived
@@ -115,8 +128,12 @@ class Courier:
             self._stats.retries += 1
             log.debug("retrying %s seq %d in %.3f s: %s", delivery.subscription, delivery.seq, wait, error)
 
+        schedule = self._plan().delivery
         try:
-            await deliver_with_retries(attempt, self._plan().delivery, on_retry=on_retry)
+            try:
+                await attempt(1)  # directly: one coroutine frame less on every delivery
+            except DeliveryError as first:
+                await retry_after(first, attempt, schedule, on_retry=on_retry)
         except DeliveryError as exc:
             failure = Failure(url=url, error=exc, attempts=attempts)
             outcome = await self._dead_letters.give_up(

@@ -7,7 +7,8 @@ here to :class:`~broker.errors.TransportError`, so no caller catches a library e
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import math
 from collections.abc import Mapping
 
 import aiohttp
@@ -21,6 +22,7 @@ MAX_RESPONSE_BYTES = 1 << 20
 """Response bodies are read up to 1 MiB; a reply event larger than that is refused."""
 
 _CHUNK = 64 * 1024
+_SKIP_CONTENT_TYPE = ("Content-Type",)
 
 
 class HttpSender:
@@ -55,10 +57,6 @@ class HttpSender:
                 # Events are delivered byte-for-byte; no cookies or compression negotiation.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
-                # Without a Content-Type (event without datacontenttype) aiohttp would add
-                # application/octet-stream, which the receiver would read as the event's
-                # datacontenttype. Set once here: per request it costs a set build each time.
-                skip_auto_headers=("Content-Type",),
             )
         return self._session
 
@@ -88,8 +86,7 @@ class HttpSender:
             request_headers.update((k.lower(), v) for k, v in headers.items())
         bound = self._default_timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(bound):
-                return await self._post(url, request_headers, body)
+            return await self._post(url, request_headers, body, _timeout(bound))
         except TimeoutError:
             raise _transport(f"timeout after {bound} s posting to {url}") from None
         except aiohttp.InvalidURL as exc:
@@ -105,9 +102,17 @@ class HttpSender:
         except (aiohttp.ClientError, OSError) as exc:
             raise _transport(f"transport error posting to {url}: {exc!r}") from None
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> Response:
         session = self._client()
-        async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+        # Without a Content-Type (event without datacontenttype) aiohttp would add
+        # application/octet-stream, which the receiver would read as the event's datacontenttype.
+        # Asked per request only then: aiohttp rebuilds its skip list on every request given one.
+        skip = None if "content-type" in headers else _SKIP_CONTENT_TYPE
+        async with session.post(
+            url, data=body, headers=headers, allow_redirects=False, timeout=timeout, skip_auto_headers=skip
+        ) as resp:
             received = {k.lower(): v for k, v in resp.headers.items()}
             reply = resp.status == 200 and has_event(received)
             content = await self._read(resp)
@@ -140,6 +145,14 @@ class HttpSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's whole-attempt bound (connect, send, response and body) for ``seconds``."""
+    # aiohttp rounds bounds of 5 s and more up to a whole second of the loop clock by default;
+    # retry schedules count from the moment an attempt gives up, so keep the bound exact.
+    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
 
 
 def _transport(message: str, *, retriable: bool | None = None) -> TransportError:
