@@ -57,6 +57,9 @@ class Profile:
     retry_rate: float
     """S5 events/s: each goes to 10 Triggers, so 10 × this must stay well within one core."""
     retry_variants: tuple[str, ...]
+    retry_rounds: int
+    """S5: each variant's step is run this many times, interleaved with the control's, so a
+    change in the machine's speed during the scenario touches every variant alike."""
     wrk_seconds: int
     wrk_connections: tuple[int, ...]
     cold_repeats: int
@@ -86,6 +89,7 @@ FULL = Profile(
     idle_seconds=10.0,
     retry_rate=60.0,
     retry_variants=("503", "hang"),
+    retry_rounds=3,
     wrk_seconds=8,
     wrk_connections=(16, 64),
     cold_repeats=3,
@@ -113,6 +117,7 @@ QUICK = Profile(
     idle_seconds=1.0,
     retry_rate=50.0,
     retry_variants=("503",),
+    retry_rounds=1,
     wrk_seconds=2,
     wrk_connections=(64,),
     cold_repeats=1,
