@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -112,6 +113,31 @@ async def test_timeout_is_a_transport_error(sink: RecordingSink, sender: HttpSen
     assert info.value.status is None
     assert "timeout" in str(info.value)
     assert info.value.body == str(info.value).encode()
+
+
+async def test_requests_beyond_the_limit_wait_their_turn_outside_the_timeout(sink: RecordingSink) -> None:
+    sink.script("/slow", Reply(delay=0.6))
+    client = HttpSender(limit=1)
+    try:
+        slow = asyncio.create_task(client.send(sink.url_for("/slow"), EVENT, timeout=5.0))
+        await _until(lambda: sink.requests("/slow"))
+        # Waits about 0.6 s for the only slot; its 0.4 s bound starts once it has it.
+        started = time.monotonic()
+        queued = await client.send(sink.url_for("/fast"), EVENT, timeout=0.4)
+        assert queued.status == 202
+        assert time.monotonic() - started > 0.4
+        assert (await slow).status == 202
+        [request] = sink.requests("/fast")
+        assert request.event == EVENT
+    finally:
+        await client.close()
+
+
+async def _until(ready: Callable[[], object], deadline: float = 5.0) -> None:
+    end = time.monotonic() + deadline
+    while not ready():
+        assert time.monotonic() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.01)
 
 
 async def test_default_timeout_applies(sink: RecordingSink) -> None:
