@@ -1,14 +1,21 @@
 """Baseline B2: the least a durable relay must do, on the embedded store.
 
-``python -m bench.suite.relay --port P --sink URL [--db PATH | --memory]``
+``python -m bench.suite.relay --port P --sink URL [--db PATH | --memory] [--fanout N]``
 
 Ingress is a raw ASGI handler: it keeps the body and the ``ce-*`` headers, appends them to the log
 and answers ``202`` once the append is durable. The log is SQLite in WAL mode with
 ``synchronous=FULL`` (every commit fsynced) written by one thread with group commit: appends that
 arrive while a commit runs go into the next one. A dispatcher task reads new rows after its
-cursor and POSTs each with aiohttp (binary mode, up to 256 in flight). No parsing, filtering,
-retries, per-delivery progress or pruning: that is the work Weir adds on top. ``--memory`` keeps
-the log in a list instead (the baseline for ``--backend memory``).
+cursor and POSTs each with aiohttp (binary mode, up to 256 POSTs in flight, one keep-alive pool
+of 256 connections). No parsing, filtering, retries, per-delivery progress or pruning: that is the
+work Weir adds on top. ``--memory`` keeps the log in a list instead (the baseline for
+``--backend memory``).
+
+``--fanout N`` POSTs every row to N sink URLs (``{k}`` in the sink URL is replaced by 0..N-1),
+the same headers and body to each, each POST taking its own place in the 256-POST window (a
+window of rows would put up to 256·N requests in the connection pool's queue, where aiohttp
+spends more CPU than on the POSTs). It is the bare counterpart of N matching Triggers: the log
+still holds one row per event.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ Row = tuple[int, bytes, bytes]
 
 
 class Relay:
-    def __init__(self, sink: str, db: str | None) -> None:
-        self.sink = sink
+    def __init__(self, sinks: list[str], db: str | None) -> None:
+        self.sinks = sinks
         self.db = db
         self.rows: list[Row] = []  # the --memory log
         self.appends: queue.SimpleQueue[tuple[bytes, bytes, asyncio.Future[None]]] = queue.SimpleQueue()
@@ -85,17 +92,19 @@ class Relay:
             while rows := await self._next(cursor):
                 cursor = rows[-1][0]
                 for _, headers, body in rows:
-                    await window.acquire()
-                    task = self.loop.create_task(self._post(headers, body))
-                    task.add_done_callback(lambda _: window.release())
+                    fields = orjson.loads(headers)
+                    for url in self.sinks:
+                        await window.acquire()
+                        task = self.loop.create_task(self._post(url, fields, body))
+                        task.add_done_callback(lambda _: window.release())
 
     async def _next(self, after: int) -> list[Row]:
         if self.db is None:
             return self._read(after)
         return await self.loop.run_in_executor(self.reader, self._read, after)
 
-    async def _post(self, headers: bytes, body: bytes) -> None:
-        async with self.session.post(self.sink, data=body, headers=orjson.loads(headers)) as response:
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> None:
+        async with self.session.post(url, data=body, headers=headers) as response:
             await response.read()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,12 +128,14 @@ class Relay:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Bare durable relay (baseline B2).")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--sink", required=True)
+    parser.add_argument("--sink", required=True, help="sink URL; {k} is replaced by 0..N-1 with --fanout N")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--db")
     where.add_argument("--memory", action="store_true")
+    parser.add_argument("--fanout", type=int, default=1)
     args = parser.parse_args()
-    app = Relay(args.sink, None if args.memory else args.db)
+    sinks = [args.sink.replace("{k}", str(k)) for k in range(args.fanout)]
+    app = Relay(sinks, None if args.memory else args.db)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, lifespan="off")
 
 

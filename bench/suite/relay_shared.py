@@ -41,7 +41,11 @@ class SharedRelay:
         """Name of the relay's stream or topic (fresh for every start)."""
         self.sinks = list(sinks)
         self.ingress_only = ingress_only
-        self.window = asyncio.Semaphore(WINDOW)
+        # A window of WINDOW POSTs, not events: a window of WINDOW events queued up to WINDOW·N
+        # requests in aiohttp's pool (B2 built that way spent 765 µs of CPU per delivery at
+        # N = 50, Weir 314; with N = 1,000 nothing reached the sink during the step).
+        self.window = asyncio.Semaphore(max(1, WINDOW // len(self.sinks)))
+        self.posts = asyncio.Semaphore(WINDOW)
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession  # created at startup, on the serving loop
 
@@ -64,7 +68,7 @@ class SharedRelay:
 
         async def one(url: str) -> None:
             try:
-                async with self.session.post(url, data=body, headers=headers) as response:
+                async with self.posts, self.session.post(url, data=body, headers=headers) as response:
                     await response.read()
             except aiohttp.ClientError:
                 pass
@@ -77,7 +81,8 @@ class SharedRelay:
     async def spawn(
         self, headers: Mapping[str, str], body: bytes, ack: Callable[[], Awaitable[None]]
     ) -> None:
-        """POST one event in the background (up to :data:`WINDOW` at once), then ``ack()`` it."""
+        """POST one event in the background, then ``ack()`` it: up to :data:`WINDOW` POSTs in
+        flight (at least one event's)."""
         await self.window.acquire()
 
         async def deliver() -> None:

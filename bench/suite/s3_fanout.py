@@ -9,9 +9,11 @@ deliveries/s are those that reached the sink during the schedule (the backlog is
 The cost of Triggers that do not match is the CPU per event with N Triggers of which one matches,
 against one Trigger alone, at the same rate.
 
-On a shared backend each saturation step is repeated against B3 with ``--fanout N`` (every event
-POSTed to the N sink paths, no filtering) at the same offered rate, and Weir's deliveries/s are
-compared with the relay's.
+Each saturation step is repeated against the bare relay with ``--fanout N`` (every event stored
+once and POSTed to the N sink paths, no filtering) at the same offered rate, and Weir's
+deliveries/s are divided by the relay's: B3 on a shared backend, B2 on the embedded store. On a
+shared backend that ratio is checked (at least 0.6); on the embedded store it is context only (how
+fast the machine was in that run), the target there being the absolute 6,000 deliveries/s.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ async def _config(ctx: Ctx, sut: Sut, n: int, m: int, profile_it: bool) -> tuple
 
 
 async def _relay_saturation(ctx: Ctx, n: int) -> dict[str, Any]:
-    """B3 fanning every event out to ``n`` sink paths, at the saturation step's offered rate."""
+    """The bare relay (B2 or B3) fanning every event out to ``n`` sink paths, at the saturation
+    step's offered rate."""
     p = ctx.profile
     async with relay(ctx, "/t/{k}", fanout=n) as bare:
         await warm_up(ctx, bare.url, rate=min(p.warmup_rate, p.fanout_budget / n / 2), matches=n)
@@ -114,14 +117,17 @@ async def run(ctx: Ctx) -> Outcome:
                 out.profiles[f"Weir, {n} Triggers all matching, saturated"] = summary
 
     rn = relay_name(ctx)
-    if ctx.config.backend in SHARED:
-        for n in [r["triggers"] for r in out.records if r["step"] == "saturation"]:
-            bare = await _relay_saturation(ctx, n)
-            out.records.append(bare)
-            mine = next(r for r in out.records if r["target"] == "weir" and r["triggers"] == n
-                        and r["step"] == "saturation")
-            got = ratio(mine["deliveries_per_s"], bare["deliveries_per_s"])
-            out.ratios[f"Weir / {rn} deliveries/s, {n:,} Triggers all matching, saturated"] = got
+    saturated = [r["triggers"] for r in out.records if r["step"] == "saturation"]
+    for n in saturated:
+        bare = await _relay_saturation(ctx, n)
+        out.records.append(bare)
+        mine = next(r for r in out.records if r["target"] == "weir" and r["triggers"] == n
+                    and r["step"] == "saturation")
+        got = ratio(mine["deliveries_per_s"], bare["deliveries_per_s"])
+        out.ratios[f"Weir / {rn} deliveries/s, {n:,} Triggers all matching, saturated"] = got
+        # The embedded store's target is the absolute 6,000 deliveries/s; there the ratio only
+        # shows how fast the machine was in this run.
+        if ctx.config.backend in SHARED:
             out.checks.append(at_least(f"S3 against {rn}: deliveries/s, {n:,} all matching, saturated",
                                        got, 0.6, "x"))
 
@@ -156,6 +162,10 @@ async def run(ctx: Ctx) -> Outcome:
         at_most(f"S3 CPU added per event by {n_max - 1:,} non-matching Triggers", added, 5.0, "%"),
     ]
     out.body.append(table(out.records, COLUMNS))
+    if saturated:
+        out.notes.append(f"{rn} rows: the bare relay with --fanout N at each saturation step's offered rate, "
+                         f"every event stored once and POSTed to all N sink paths (no filtering, no "
+                         f"per-delivery progress): the deliveries/s this machine could relay in this run.")
     if per_trigger is not None and a is not None and b is not None:
         if per_trigger >= 0:
             out.notes.append(f"Each non-matching Trigger costs {per_trigger:.3f} µs of CPU per event "

@@ -92,8 +92,9 @@ def relay_name(ctx: Ctx) -> str:
 async def relay(
     ctx: Ctx, path: str = "/t/0", *, fanout: int = 1, ingress_only: bool = False
 ) -> AsyncIterator[Sut]:
-    """The bare relay of the run's backend (B2 or B3) on a fresh store; ``fanout`` and
-    ``ingress_only`` need a shared backend (see :mod:`bench.suite.relay_shared`)."""
+    """The bare relay of the run's backend (B2 or B3) on a fresh store, POSTing every event to
+    ``fanout`` sink paths; ``ingress_only`` needs a shared backend (see
+    :mod:`bench.suite.relay_shared`)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = relay_command(ctx, port, path, fanout=fanout, ingress_only=ingress_only)
@@ -112,13 +113,14 @@ def relay_command(
                ctx.sink + path, "--server", ctx.log_server.address, "--name", f"relay-{ctx.fresh_prefix()}",
                "--fanout", str(fanout)]
         return pinned(SUT_CPU, cmd + (["--ingress-only"] if ingress_only else []))
-    if fanout != 1 or ingress_only:
-        raise ValueError(f"B2 has no fan-out or ingress-only mode ({backend})")
+    if ingress_only:
+        raise ValueError(f"B2 has no ingress-only mode ({backend})")
     if backend == "memory":
         store = ["--memory"]
     else:
         store = ["--db", str(ctx.scratch("relay") / "relay.db")]
-    cmd = [sys.executable, "-m", "bench.suite.relay", "--port", str(port), "--sink", ctx.sink + path, *store]
+    cmd = [sys.executable, "-m", "bench.suite.relay", "--port", str(port), "--sink", ctx.sink + path, *store,
+           "--fanout", str(fanout)]
     return pinned(SUT_CPU, cmd)
 
 
