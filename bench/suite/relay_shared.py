@@ -43,7 +43,8 @@ class SharedRelay:
         self.ingress_only = ingress_only
         # A window of WINDOW POSTs, not events: a window of WINDOW events queued up to WINDOW·N
         # requests in aiohttp's pool (B2 built that way spent 765 µs of CPU per delivery at
-        # N = 50, Weir 314; with N = 1,000 nothing reached the sink during the step).
+        # N = 50, Weir 314; B3 on Kafka relayed 2,692 deliveries/s at N = 1,000 that way and
+        # 4,123 this way, in back-to-back runs).
         self.window = asyncio.Semaphore(max(1, WINDOW // len(self.sinks)))
         self.posts = asyncio.Semaphore(WINDOW)
         self.tasks: set[asyncio.Task[None]] = set()
