@@ -44,7 +44,11 @@ class NatsRelay(SharedRelay):
         while True:
             try:
                 messages = await sub.fetch(FETCH, timeout=FETCH_WAIT)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # nats-py raises its own TimeoutError, or asyncio's when the deadline ran out
+                # before its second pull request (a busy loop: 1,000 POSTs per event); both
+                # are the builtin's subclass or the builtin itself. Catching only nats-py's
+                # ended this loop and the relay delivered nothing.
                 continue
             for message in messages:
                 await self.spawn(message.headers or {}, message.data, message.ack)
