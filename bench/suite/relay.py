@@ -12,10 +12,10 @@ work Weir adds on top. ``--memory`` keeps the log in a list instead (the baselin
 ``--backend memory``).
 
 ``--fanout N`` POSTs every row to N sink URLs (``{k}`` in the sink URL is replaced by 0..N-1),
-the same headers and body to each, each POST taking its own place in the 256-POST window (a
-window of rows would put up to 256·N requests in the connection pool's queue, where aiohttp
-spends more CPU than on the POSTs). It is the bare counterpart of N matching Triggers: the log
-still holds one row per event.
+the same headers and body to each, each POST taking its own place in the 256-POST window. (With
+a window of 256 rows instead, up to 256·N requests waited in aiohttp's pool, and B2 spent 765 µs
+of CPU per delivery at N = 50 against 166 this way.) It is the bare counterpart of N matching
+Triggers: the log still holds one row per event.
 """
 
 from __future__ import annotations
