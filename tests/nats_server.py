@@ -13,6 +13,7 @@ Port 4222 (the machine's own NATS service) is never used.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -91,6 +92,7 @@ class NatsServer:
         process, self._process = self._process, None
         if process is None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=STOP_TIMEOUT)
@@ -102,8 +104,25 @@ class NatsServer:
         """Kill the process at once (SIGKILL), as a crash would."""
         process, self._process = self._process, None
         if process is not None:
-            process.kill()
+            process.kill()  # SIGKILL ends a paused process too
             process.wait()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open and nothing is answered, as on a
+        server stalled by load; :meth:`resume` lets it read what was sent meanwhile."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        # The signal is delivered asynchronously: return once the process is stopped.
+        stat = Path(f"/proc/{self._process.pid}/stat")
+        deadline = time.monotonic() + START_TIMEOUT
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server on {self.url} did not stop on SIGSTOP")
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port with the same store."""

@@ -78,6 +78,7 @@ from broker.store.nats_dead import DeadLetters
 from broker.store.nats_io import connect, ensure_stream, mapped, set_up
 from broker.store.nats_lease import Leases
 from broker.store.nats_log import Heads, LogReader
+from broker.store.nats_pull import Pulls
 from broker.store.nats_route import Router, Watchers
 from broker.store.nats_usage import Room, Usage, measure
 
@@ -105,6 +106,7 @@ class _Session:
     leases: Leases
     dead: DeadLetters
     cursors: KeyValue
+    pulls: Pulls
 
 
 class NatsStore:
@@ -134,14 +136,14 @@ class NatsStore:
         except BaseException:
             await nc.close()
             raise
-        timeout = cfg.timeout
+        timeout, pulls = cfg.timeout, Pulls(nc)
         self._session = _Session(
             nc=nc, js=js, heads=Heads(nc, js, names, timeout=timeout),
-            reader=LogReader(nc, js, names, timeout=timeout),
+            reader=LogReader(nc, js, names, pulls=pulls, timeout=timeout),
             router=Router(nc, js, cursors, names, owner=self._owner, timeout=timeout),
-            claims=Claims(nc, js, names, lease=cfg.claim_lease, timeout=timeout),
+            claims=Claims(nc, js, names, pulls=pulls, lease=cfg.claim_lease, timeout=timeout),
             leases=Leases(leases, names, ttl=cfg.lease_ttl, owner=self._owner, timeout=timeout),
-            dead=DeadLetters(nc, js, names, timeout=timeout), cursors=cursors)
+            dead=DeadLetters(nc, js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls)
         await self._watchers.listen(nc, self._owner)
 
     async def close(self) -> None:
@@ -303,6 +305,7 @@ class NatsStore:
         await self._watchers.stop()
         await session.heads.close()
         await session.router.close()
+        await session.pulls.close()
         with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
             if graceful:
                 await session.reader.close()

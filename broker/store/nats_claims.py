@@ -28,8 +28,9 @@ from nats.js import JetStreamContext, api
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
 from broker.store.nats_codec import decode_delivery
-from broker.store.nats_io import mapped, pull
+from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
+from broker.store.nats_pull import Pulls, flush
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ class Claims:
     """The deliveries this handle holds, per subscription; see the module docstring."""
 
     def __init__(
-        self, nc: Client, js: JetStreamContext, names: Names, *, lease: float, timeout: float
+        self, nc: Client, js: JetStreamContext, names: Names, *, pulls: Pulls, lease: float, timeout: float
     ) -> None:
         self._nc = nc
+        self._pulls = pulls
         self._js = js
         self._names = names
         self._lease = lease
@@ -80,8 +82,8 @@ class Claims:
                 # Ordered: the server hands out one at a time; asking for more would keep the
                 # request open until it expires.
                 batch = 1 if ordered else limit
-                msgs = await pull(self._nc, stream, consumer, batch,
-                                  timeout=min(self._timeout, PULL_TIMEOUT), expires=CLAIM_WAIT)
+                msgs = await self._pulls.pull(stream, consumer, batch,
+                                              timeout=min(self._timeout, PULL_TIMEOUT), expires=CLAIM_WAIT)
             except nats.errors.TimeoutError:
                 self._consumers.pop(subscription, None)  # deleted by forget elsewhere? create it again
                 raise StoreUnavailable(
@@ -119,7 +121,7 @@ class Claims:
             for msg in msgs:
                 if not msg.is_acked:
                     await msg.ack()
-            await self._nc.flush(timeout=max(1, round(self._timeout)))
+            await flush(self._nc, self._timeout)
 
     async def release(self, subscription: str, seqs: Sequence[int]) -> None:
         """Nak the held deliveries among ``seqs``; unheld seqs are ignored. Best effort: a nak
@@ -155,7 +157,7 @@ class Claims:
                 if not msg.is_acked:
                     await msg.nak()
             if msgs:
-                await self._nc.flush(timeout=max(1, round(self._timeout)))
+                await flush(self._nc, self._timeout)
 
     async def _renew(self) -> None:
         """Every lease/3 seconds, tell the server each held delivery is still being worked on."""

@@ -18,8 +18,9 @@ from nats.nuid import NUID
 
 from broker.store.base import DeadLetter
 from broker.store.dead_json import decode_dead_letter, encode_dead_letter
-from broker.store.nats_io import mapped, pull
+from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
+from broker.store.nats_pull import Pulls
 
 PULL_BATCH = 256
 
@@ -27,7 +28,10 @@ PULL_BATCH = 256
 class DeadLetters:
     """Writes and reads dead-letter records; see the module docstring."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, names: Names, *, timeout: float) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, names: Names, *, pulls: Pulls, timeout: float
+    ) -> None:
+        self._pulls = pulls
         self._nc = nc
         self._js = js
         self._names = names
@@ -51,7 +55,7 @@ class DeadLetters:
             await self._js.add_consumer(stream, config)
             try:
                 while True:
-                    msgs = await pull(self._nc, stream, name, PULL_BATCH, timeout=self._timeout)
+                    msgs = await self._pulls.pull(stream, name, PULL_BATCH, timeout=self._timeout)
                     out += [decode_dead_letter(m.data) for m in msgs]
                     if len(msgs) < PULL_BATCH:
                         return out

@@ -1,4 +1,4 @@
-"""JetStream plumbing for the NATS store: connecting, error mapping, streams, buckets, pulls.
+"""JetStream plumbing for the NATS store: connecting, error mapping, streams, buckets.
 
 Every nats-py exception is mapped here (:func:`mapped`) to the one error tree of
 :mod:`broker.errors`: a full stream (JetStream error 10077, or 10047 insufficient resources)
@@ -18,14 +18,13 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
@@ -44,8 +43,6 @@ FULL = frozenset({10077, INSUFFICIENT})
 """JetStream error codes of a write refused for lack of room (limits reached, no resources)."""
 IN_USE = 10058
 """JetStream error code: a stream with this name exists with a different configuration."""
-_END_OF_PULL = frozenset({"404", "408", "409"})
-"""Statuses ending a pull request: no messages, request expired, consumer limits or gone."""
 
 
 @contextmanager
@@ -197,50 +194,3 @@ async def stream_names(nc: Client, subjects: str, timeout: float) -> list[str]:
         names += found
         if not found or len(names) >= page.get("total", 0):
             return names
-
-
-async def pull(
-    nc: Client, stream: str, consumer: str, batch: int, *, timeout: float, expires: float | None = None
-) -> list[Msg]:
-    """Up to ``batch`` messages available now from a pull consumer (one request, no polling).
-
-    Messages received before a timeout are returned, never dropped.
-    ``expires`` (seconds) bounds how long the server keeps the request open: needed when the
-    consumer's ``max_ack_pending`` may be reached, since the server then holds a ``no_wait``
-    request instead of answering. A missing consumer never answers: ``nats.errors.TimeoutError``
-    after ``timeout`` seconds, as for a server that does not respond. Each request gets its own
-    inbox, so a late answer to an earlier request is never mistaken for this one's.
-    """
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    try:
-        request: dict[str, Any] = {"batch": batch, "no_wait": True}
-        if expires is not None:
-            request["expires"] = int(expires * 1e9)
-        await nc.publish(f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                         json.dumps(request).encode(), reply=inbox)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout + (expires or 0.0)
-        out: list[Msg] = []
-        while len(out) < batch:
-            try:
-                msg = await sub.next_msg(timeout=max(deadline - loop.time(), 0.001))
-            except nats.errors.TimeoutError:
-                if out:
-                    # Some messages came but no end-of-pull status: they are ours now (the
-                    # server counts them as delivered), so dropping them would strand them
-                    # until the claim lease ran out.
-                    return out
-                raise
-            headers = msg.headers or {}
-            status = headers.get("Status")
-            if status is None:
-                out.append(msg)
-            elif status in _END_OF_PULL:
-                break
-            elif status != "100":  # 100: an idle heartbeat
-                raise nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
-        return out
-    finally:
-        with suppress(nats.errors.Error):
-            await sub.unsubscribe()

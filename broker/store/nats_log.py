@@ -29,8 +29,9 @@ from nats.js import JetStreamContext, api
 from broker.event import Event
 from broker.store.base import LogEntry
 from broker.store.nats_codec import SCALE, decode_batch, entries, first_message_after, message_of
-from broker.store.nats_io import mapped, pull
+from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
+from broker.store.nats_pull import Pulls
 from broker.store.signal import LogSignal
 
 STREAM_NOT_FOUND = 10059
@@ -53,7 +54,10 @@ class _Reader:
 class LogReader:
     """Reads log entries by seq; see the module docstring."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, names: Names, *, timeout: float) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, names: Names, *, pulls: Pulls, timeout: float
+    ) -> None:
+        self._pulls = pulls
         self._nc = nc
         self._js = js
         self._names = names
@@ -82,7 +86,7 @@ class LogReader:
         with mapped(f"reading {log}"):
             while len(out) < limit:
                 batch = min(limit - len(out), PULL_BATCH)
-                msgs = await pull(self._nc, stream, reader.consumer, batch, timeout=self._timeout)
+                msgs = await self._pulls.pull(stream, reader.consumer, batch, timeout=self._timeout)
                 for msg in msgs:
                     for entry in self._entries(log, msg.metadata.sequence.stream, msg.data):
                         if entry.seq > after:
