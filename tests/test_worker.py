@@ -6,7 +6,8 @@ real :class:`Courier` over a real :class:`HttpSender`; it only counts how often 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
@@ -17,8 +18,10 @@ from broker.delivery.http_sender import HttpSender
 from broker.delivery.metrics import COUNTERS, SubscriptionStats, zero_counters
 from broker.delivery.spec import DeliverySpec
 from broker.delivery.worker import Worker
+from broker.errors import StoreUnavailable
 from broker.ingest import Ingest
 from broker.routing import BrokerPlan, SubscriptionPlan
+from broker.store.base import Delivery
 from broker.store.memory import MemoryStore
 from tests.sinks import RecordingSink, eventually
 from tests.test_dispatcher import LOG, NAMESPACE, TypeMatcher, event, name
@@ -110,6 +113,38 @@ async def test_first_delivery_builds_one_courier_for_all_later_ones(
     assert factory.built[0] is worker.stats
     assert worker.counters() == {**ZEROS, "delivered": 2}
     assert [len(sink.requests(p)) for p in ("/old", "/new")] == [1, 1]
+
+
+class Flaky(MemoryStore):
+    """A memory store whose first ``failures`` claims fail as an unreachable store's would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, subscription: str, limit: int, *, ordered: bool = False) -> Sequence[Delivery]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("the store is away", retry_after=0.001)
+        return await super().claim(subscription, limit, ordered=ordered)
+
+
+async def test_a_failing_store_is_logged_once_per_outage(
+    sender: HttpSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = Flaky(failures=20)
+    await flaky.open()
+    t = name("flaky")
+    caplog.set_level(logging.DEBUG, logger="broker.delivery.worker")
+    async with RecordingSink() as sink:
+        worker = Worker(plan=plan(t, sink.url_for("/")), store=flaky, batch=16,
+                        courier=Factory(flaky, sender))
+        await route(flaky, t)
+        worker.start()
+        await eventually(lambda: worker.counters()["delivered"] == 1, what="delivery after the outage")
+        await worker.stop(0.0)
+    levels = [r.levelname for r in caplog.records if r.name == "broker.delivery.worker"]
+    assert levels == ["WARNING"] + ["DEBUG"] * 19 + ["INFO"]
 
 
 async def test_dispatcher_reports_zeros_for_an_idle_subscription(

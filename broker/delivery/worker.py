@@ -53,7 +53,7 @@ class Worker:
 
     # Slots: a large Trigger set keeps one Worker per Trigger, mostly hibernating.
     __slots__ = (
-        "_batch", "_courier", "_drained", "_first", "_generation", "_make_courier", "_plan",
+        "_batch", "_courier", "_drained", "_failing", "_first", "_generation", "_make_courier", "_plan",
         "_run_state", "_signalled", "_started", "_stopping", "_store", "stats",
     )
 
@@ -79,6 +79,9 @@ class Worker:
         self._drained = False
         self._started = False
         self._stopping = False
+        self._failing = False
+        """Whether the last store call failed: repeats of an error are logged at debug level, so
+        a thousand workers retrying through an outage do not flood the log."""
         self._first: asyncio.Future[None] | None = None
         """Done once the worker has asked the store for deliveries (made by :meth:`start`)."""
 
@@ -186,13 +189,18 @@ class Worker:
                 await self._fetch(run)
                 self._mark_claimed()
             except StoreError as exc:
-                log.warning("store error in worker %s: %s", self._plan.name, exc)
+                log.log(logging.DEBUG if self._failing else logging.WARNING,
+                        "store error in worker %s: %s", self._plan.name, exc)
+                self._failing = True
                 await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
                 continue
             except Exception:
                 log.exception("worker %s failed; retrying", self._plan.name)
                 await asyncio.sleep(STORE_PAUSE)
                 continue
+            if self._failing:
+                self._failing = False
+                log.info("worker %s: the store answers again", self._plan.name)
             self._launch(run)
             if self._drained and not run.worked:
                 self._run_state = None  # woken for nothing (a poll, a start): back to sleep
