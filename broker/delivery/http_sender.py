@@ -7,7 +7,6 @@ here to :class:`~broker.errors.TransportError`, so no caller catches a library e
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ import aiohttp
 
 from broker.bindings.http import encode_binary, encode_structured, has_event
 from broker.delivery.sender import Response
+from broker.delivery.slots import Slots
 from broker.errors import BadResponse, InvalidEvent, TransportError
 from broker.event import Event
 
@@ -53,7 +53,7 @@ class HttpSender:
         # them, not in its pool: with 64 deliveries in flight for each of 50 busy Triggers that
         # delivered about a quarter more per second and held 20 MB less (bench/RESULTS.md, S3).
         # An attempt's timeout then counts from the moment a connection is free.
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = Slots(limit)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so it binds to the running loop, not the constructing one.
