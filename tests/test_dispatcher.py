@@ -7,13 +7,14 @@ assertions use generous tolerances.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+import broker.delivery.router as router_module
 from broker.delivery.dispatcher import START_BATCH, Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
 from broker.delivery.spec import DeliverySpec
@@ -486,6 +488,39 @@ async def test_removed_subscription_is_forgotten_and_others_continue(sink: Recor
         await m.send(event())
         await m.until(kept, "delivered", 2)
     assert len(sink.requests("/gone")) == 1
+
+
+class CountingRoutes(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes = 0
+
+    async def route(
+        self, log: str, upto: int, deliveries: Sequence[tuple[int, str]], *, ordered: Collection[str] = ()
+    ) -> None:
+        self.routes += 1
+        await super().route(log, upto, deliveries, ordered=ordered)
+
+
+async def test_a_broker_without_subscriptions_pauses_until_a_plan_update(
+    sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(router_module, "EMPTY_PAUSE", 60.0)  # longer than any deadline here
+    store, t = CountingRoutes(), name("late")
+    routes = {"order.created": [t]}
+    async with mesh(broker(routes), store=store) as m:
+        await m.send(event())
+        await eventually(lambda: store.routes == 1, what="the first route")
+        for _ in range(10):
+            await m.send(event())
+            await asyncio.sleep(0.01)  # the router would wake for each of these
+        assert store.routes == 1
+        await m.dispatcher.apply(broker(routes, sub(t, sink.url_for("/late"))))
+        await m.send(event())
+        # Routed once the update ended the pause: the ten accepted during it, and the last.
+        await m.until(t, "delivered", 11)
+        await m.settled()
+    assert len(sink.requests("/late")) == 11
 
 
 async def test_idle_worker_hibernates_and_wakes_for_new_events(sink: RecordingSink) -> None:

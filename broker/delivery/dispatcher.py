@@ -132,7 +132,9 @@ class Dispatcher:
         workers stop; its log and pending deliveries stay in the store.
 
         A new subscription sees only events routed after it was applied (Knative: a new
-        Trigger receives events accepted after it became ready).
+        Trigger receives events accepted after it became ready). On a Broker that had no
+        subscription those include events accepted up to
+        :data:`~broker.delivery.router.EMPTY_PAUSE` seconds before (see the router).
         """
         async with self._lock:
             self._desired = dict(brokers)
