@@ -38,8 +38,11 @@ UNORDERED_MAX_ACK_PENDING = 20_000
 """Deliveries of one unordered subscription held at once across all processes."""
 PULL_TIMEOUT = 0.5
 """Seconds to wait for the answer to one fetch beyond :data:`CLAIM_WAIT` (the server answers
-within that plus a round trip). Seen on a loaded 2-core machine: a fetch now and then got no
-answer at all; the claim then fails fast and the worker tries again after :data:`PULL_RETRY`."""
+within that plus a round trip). On a loaded 2-core machine answers now and then come later; the
+claim then fails fast, the worker tries again after :data:`PULL_RETRY`, and what the late answer
+brings is nak'ed (:mod:`broker.store.nats_pull`). Waiting 2 s instead still left hundreds of
+such claims in S3 with 100 Triggers saturated, and it delayed some deliveries of the fixed step
+past its 8 s drain."""
 PULL_RETRY = 0.05
 CLAIM_WAIT = 0.02
 """Seconds the server may keep a fetch open when it cannot hand anything out at once (the
