@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-import broker.delivery.router as router_module
 from broker.delivery.dispatcher import START_BATCH, Dispatcher, DispatcherConfig
 from broker.delivery.http_sender import HttpSender
 from broker.delivery.spec import DeliverySpec
@@ -502,13 +501,12 @@ class CountingRoutes(MemoryStore):
         await super().route(log, upto, deliveries, ordered=ordered)
 
 
-async def test_a_broker_without_subscriptions_pauses_until_a_plan_update(
-    sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(router_module, "EMPTY_PAUSE", 60.0)  # longer than any deadline here
+async def test_a_broker_without_subscriptions_pauses_until_a_plan_update(sink: RecordingSink) -> None:
     store, t = CountingRoutes(), name("late")
     routes = {"order.created": [t]}
-    async with mesh(broker(routes), store=store) as m:
+    # A pause longer than any deadline here: only the update can end it.
+    config = DispatcherConfig(default_timeout=5.0, empty_pause=60.0)
+    async with mesh(broker(routes), store=store, config=config) as m:
         await m.send(event())
         await eventually(lambda: store.routes == 1, what="the first route")
         for _ in range(10):

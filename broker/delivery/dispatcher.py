@@ -70,6 +70,12 @@ class DispatcherConfig:
     other processes share the store: deliveries they route, and claims that expire there, are
     announced to no worker here. A store only this process uses announces every new delivery,
     so there the sweep would only cost CPU (a few percent per event with 1,000 idle Triggers)."""
+    empty_pause: float = 0.0
+    """Seconds between cursor moves of a Broker without subscriptions (its events go nowhere);
+    0 moves it as events arrive. Where a move is a round trip to a shared store (a fetch, a read
+    of the last record and an offset commit on Kafka) following the log as it grows cost about
+    what routing a busy Broker does; on SQLite, letting the unrouted tail grow instead cost more
+    than moving the cursor (S6 with ``--role all``, bench/RESULTS.md)."""
 
 
 @dataclass(slots=True)
@@ -133,8 +139,8 @@ class Dispatcher:
 
         A new subscription sees only events routed after it was applied (Knative: a new
         Trigger receives events accepted after it became ready). On a Broker that had no
-        subscription those include events accepted up to
-        :data:`~broker.delivery.router.EMPTY_PAUSE` seconds before (see the router).
+        subscription those include events accepted up to :attr:`DispatcherConfig.empty_pause`
+        seconds before (see the router).
         """
         async with self._lock:
             self._desired = dict(brokers)
@@ -232,7 +238,8 @@ class Dispatcher:
             log.info("removed subscription %s", name)
 
     def _router(self, plan: BrokerPlan) -> Router:
-        return Router(plan=plan, store=self._store, batch=self._config.batch, notify=self._notify)
+        return Router(plan=plan, store=self._store, batch=self._config.batch, notify=self._notify,
+                      empty_pause=self._config.empty_pause)
 
     def _worker(self, plan: SubscriptionPlan) -> Worker:
         return Worker(plan=plan, store=self._store, batch=self._config.batch, courier=self._courier_factory)

@@ -7,11 +7,11 @@ ask the :class:`~broker.routing.Matcher` which subscriptions want each event, re
 one atomic :meth:`EventStore.route` (which also moves the cursor), then wake the workers of the
 subscriptions that got deliveries. Each Trigger is evaluated exactly once per event (reference
 §2.C); names the matcher returns that are not in the Broker's plan are ignored, and an event no
-subscription wants only moves the cursor. A Broker without subscriptions moves its cursor at
-most once per :data:`EMPTY_PAUSE` seconds. A plan update ends the pause, and what was accepted
-during it is routed with the new plan: a Trigger added to a Broker that had none may get events
-accepted up to that long before it. Passing them over instead would also pass over events
-accepted after the update but before the router resumed.
+subscription wants only moves the cursor. With ``empty_pause`` set, a Broker without
+subscriptions moves its cursor at most once per that many seconds. A plan update ends the
+pause, and what was accepted during it is routed with the new plan: a Trigger added to a Broker
+that had none may get events accepted up to that long before it. Passing them over instead
+would also pass over events accepted after the update but before the router resumed.
 
 A plan's ``subscriptions`` may build each subscription's plan on every read (the control plane's
 do), so whether a subscription is ordered is read once per plan and remembered.
@@ -38,10 +38,6 @@ LEASE_POLL = 0.5
 """Seconds between lease checks while another process routes this log."""
 IDLE_PAUSE = 0.05
 """Pause when ``wait`` returned early with nothing to read (e.g. a closed store), against spinning."""
-EMPTY_PAUSE = 1.0
-"""Seconds between cursor moves of a Broker without subscriptions, unless a plan update comes
-first. Its events go nowhere, and keeping up with its log as it grows cost about what routing a
-busy Broker does (on Kafka a fetch, a read of the last record and an offset commit each time)."""
 
 
 class Router:
@@ -54,12 +50,14 @@ class Router:
         store: EventStore,
         batch: int,
         notify: Callable[[Iterable[str]], None],
+        empty_pause: float = 0.0,
     ) -> None:
         self._plan = plan
         self._store = store
         self._batch = batch
         self._notify = notify
         self._task: asyncio.Task[None] | None = None
+        self._empty_pause = empty_pause
         self._updated = asyncio.Event()
         self._ordered: tuple[BrokerPlan, dict[str, bool]] = (plan, {})
         """Whether each subscription routed to under that plan is ordered."""
@@ -95,8 +93,8 @@ class Router:
                 await self._store.wait(log_name, cursor, WAIT_TIMEOUT)
                 plan = self._plan
                 routed = await self._route_batch(cursor, plan)
-                if routed is not None and not plan.subscriptions:
-                    await self._until_updated(EMPTY_PAUSE)
+                if routed is not None and self._empty_pause > 0 and not plan.subscriptions:
+                    await self._until_updated(self._empty_pause)
             except StoreError as exc:
                 log.warning("router of %s: store error: %s", log_name, exc)
                 cursor = None  # re-read: the route may or may not have been recorded
