@@ -3,7 +3,8 @@
 ``nats_url`` (session-scoped) yields ``nats://127.0.0.1:PORT`` of a server started for the
 session with a file store in a temporary directory. :class:`NatsServer` starts, stops, kills and
 restarts one server on the same port and store directory, for tests that take the server away
-mid-stream. Use the fixture with::
+mid-stream; ``own_server`` gives a test such a server as its ``server`` fixture. Use the
+fixtures with::
 
     from tests.nats_server import nats_url  # noqa: F401
 
@@ -140,3 +141,15 @@ def nats_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+@pytest.fixture(name="server")
+def own_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server of the test's own (file store under ``tmp_path``), killed after the test: for
+    tests that stop, kill, restart or pause it. Import ``own_server`` and ask for ``server``."""
+    store_dir = tmp_path / "nats"
+    store_dir.mkdir()
+    own = NatsServer(store_dir)
+    own.start()
+    yield own
+    own.kill()

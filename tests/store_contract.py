@@ -21,7 +21,7 @@ from typing import Protocol
 
 import pytest
 
-from broker.errors import StoreFull
+from broker.errors import StoreError, StoreFull
 from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, EventStore
 
@@ -71,6 +71,22 @@ async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = 5.0
     while not await check():
         assert time.monotonic() < end, "condition not reached before the deadline"
         await asyncio.sleep(0.01)
+
+
+def appends(
+    store: EventStore, events: list[Event], refused: type[StoreError]
+) -> Callable[[], Awaitable[bool]]:
+    """A check for :func:`eventually`: whether appending ``events`` to :data:`LOG` succeeds now
+    (``refused`` means not yet; any other error fails the test)."""
+
+    async def check() -> bool:
+        try:
+            await store.append(LOG, events)
+        except refused:
+            return False
+        return True
+
+    return check
 
 
 async def claim_n(store: EventStore, subscription: str, n: int, deadline: float = 10.0) -> list[Delivery]:
@@ -188,14 +204,7 @@ class StoreContract:
             await claim_n(store, "ns/a", 2)
             await store.finish("ns/a", [s1])
 
-        async def accepted() -> bool:
-            try:
-                await store.append(LOG, [event(3)])
-            except StoreFull:
-                return False
-            return True
-
-        await eventually(accepted)
+        await eventually(appends(store, [event(3)], StoreFull))
         await eventually(lambda: _events_are(store, 1 if backend.copies_on_route else 2))
 
     async def test_wait_returns_at_once_when_entries_exist(self, store: EventStore) -> None:

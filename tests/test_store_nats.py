@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
@@ -29,12 +29,13 @@ from broker.store.nats_codec import (
 )
 from broker.store.nats_config import NatsConfig
 from broker.store.nats_names import Names, name_id, name_tokens
-from tests.nats_server import NatsServer
+from tests.nats_server import NatsServer, own_server  # noqa: F401  (the ``server`` fixture)
 from tests.store_contract import (
     LOG,
     Backend,
     SharedStoreContract,
     StoreContract,
+    appends,
     claim_n,
     event,
     eventually,
@@ -157,16 +158,6 @@ async def test_the_server_refuses_appends_beyond_a_streams_own_limit(nats_url: s
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    store_dir = tmp_path / "nats"
-    store_dir.mkdir()
-    own = NatsServer(store_dir)
-    own.start()
-    yield own
-    own.kill()
-
-
-@pytest.fixture
 async def handles(server: NatsServer, tmp_path: Path) -> AsyncIterator[list[NatsStore]]:
     opened: list[NatsStore] = []
     yield opened
@@ -194,14 +185,7 @@ async def test_append_fails_fast_while_the_server_is_down_and_resumes_after(
     assert time.monotonic() - started < 3
     server.start()
 
-    async def accepted() -> bool:
-        try:
-            await store.append(LOG, [event(3)])
-        except StoreUnavailable:
-            return False
-        return True
-
-    await eventually(accepted, deadline=15)
+    await eventually(appends(store, [event(3)], StoreUnavailable), deadline=15)
     assert [e.event.id for e in await store.read(LOG, 0, 10)] == ["e1", "e2", "e3"]
 
 

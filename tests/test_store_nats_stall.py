@@ -7,7 +7,7 @@ deliveries until their claim lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +15,12 @@ import pytest
 from broker.errors import StoreUnavailable
 from broker.store.nats import NatsStore
 from broker.store.nats_config import NatsConfig
-from tests.nats_server import NatsServer
-from tests.store_contract import LOG, event, eventually, fill, prefix_for
+from tests.nats_server import NatsServer, own_server  # noqa: F401  (the ``server`` fixture)
+from tests.store_contract import LOG, appends, event, eventually, fill, prefix_for
 
 LONG_LEASE = 60.0
 """Longer than any deadline below: a delivery stranded until its lease ends fails the test."""
 TIMEOUT = 1.0
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    store_dir = tmp_path / "nats"
-    store_dir.mkdir()
-    own = NatsServer(store_dir)
-    own.start()
-    yield own
-    own.kill()
 
 
 @pytest.fixture
@@ -62,15 +52,8 @@ async def test_a_flush_that_timed_out_leaves_the_connection_working(
     finally:
         server.resume()
 
-    async def answers() -> bool:
-        try:
-            await store.append(LOG, [event(3)])
-        except StoreUnavailable:
-            return False
-        return True
-
     # nats-py's own flush left a cancelled future for the late PONG, and its read loop died on it.
-    await eventually(answers, deadline=10)
+    await eventually(appends(store, [event(3)], StoreUnavailable), deadline=10)
     assert [e.event.id for e in await store.read(LOG, seqs[-1], 10)] == ["e3"]
 
 
