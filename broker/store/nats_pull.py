@@ -3,9 +3,10 @@
 A pull is one request to ``$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`` answered on an inbox
 of its own. The server counts the messages it sends as delivered to this connection, so one
 that arrives after its pull gave up must not be dropped: an explicit-ack consumer would hand it
-to nobody else until its ``ack_wait`` (the claim lease) ran out. A pull that times out with
-nothing therefore keeps its inbox for :data:`LATE_GRACE` seconds and naks whatever still comes
-(claimable again at once; the server ignores a nak to a consumer without acks). That happened
+to nobody else until its ``ack_wait`` (the claim lease) ran out. A pull that ends before the
+server's end-of-pull status (it timed out, with or without some messages) therefore keeps its
+inbox for :data:`LATE_GRACE` seconds and naks whatever still comes (claimable again at once; the
+server ignores a nak to a consumer without acks). That happened
 under load: with a thousand workers claiming, answers waited in the socket longer than a pull
 waits for them, and every such answer stranded its deliveries for the whole lease.
 
