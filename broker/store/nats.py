@@ -143,7 +143,7 @@ class NatsStore:
             router=Router(nc, js, cursors, names, owner=self._owner, timeout=timeout),
             claims=Claims(nc, js, names, pulls=pulls, lease=cfg.claim_lease, timeout=timeout),
             leases=Leases(leases, names, ttl=cfg.lease_ttl, owner=self._owner, timeout=timeout),
-            dead=DeadLetters(nc, js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls)
+            dead=DeadLetters(js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls)
         await self._watchers.listen(nc, self._owner)
 
     async def close(self) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 
 import nats.errors
-from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.nuid import NUID
 
@@ -28,11 +27,8 @@ PULL_BATCH = 256
 class DeadLetters:
     """Writes and reads dead-letter records; see the module docstring."""
 
-    def __init__(
-        self, nc: Client, js: JetStreamContext, names: Names, *, pulls: Pulls, timeout: float
-    ) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, *, pulls: Pulls, timeout: float) -> None:
         self._pulls = pulls
-        self._nc = nc
         self._js = js
         self._names = names
         self._timeout = timeout

@@ -6,9 +6,9 @@ that arrives after its pull gave up must not be dropped: an explicit-ack consume
 to nobody else until its ``ack_wait`` (the claim lease) ran out. A pull that ends before the
 server's end-of-pull status (it timed out, with or without some messages) therefore keeps its
 inbox for :data:`LATE_GRACE` seconds and naks whatever still comes (claimable again at once; the
-server ignores a nak to a consumer without acks). That happened
-under load: with a thousand workers claiming, answers waited in the socket longer than a pull
-waits for them, and every such answer stranded its deliveries for the whole lease.
+server ignores a nak to a consumer without acks). That happened under load: with a thousand
+workers claiming, answers waited in the socket longer than a pull waits for them, and every
+such answer stranded its deliveries for the whole lease.
 
 :func:`flush` replaces ``Client.flush``: nats-py (2.16) cancels the PONG's future when a flush
 times out, and when that PONG arrives later its read loop raises ``InvalidStateError`` and stops
@@ -111,9 +111,10 @@ class Pulls:
         try:
             while (left := deadline - loop.time()) > 0:
                 msg = await sub.next_msg(timeout=left)
-                if (msg.headers or {}).get("Status") in END_OF_PULL:
+                status = (msg.headers or {}).get("Status")
+                if status in END_OF_PULL:
                     return
-                if msg.reply and not (msg.headers or {}).get("Status"):
+                if msg.reply and status is None:
                     log.debug("nats: nak of a message that came after its pull ended (%s)", msg.reply)
                     await msg.nak()
         except nats.errors.Error:  # the grace ran out, or the connection went
@@ -121,6 +122,7 @@ class Pulls:
         finally:
             with suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
 
 async def flush(nc: Client, timeout: float) -> None:
     """Return once the server has read everything written so far (a PING answered by its
