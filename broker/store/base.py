@@ -86,6 +86,8 @@ class StoreStats:
     events: int
     bytes: int
     pending: int
+    """Pending deliveries; a backend that stores several in one message may count the messages
+    (at least one per subscription with deliveries pending, 0 only when none is), and says so."""
     dead_letters: int
 
 

@@ -44,11 +44,14 @@ exceed the longest outage to ride out. With ``create=false`` a missing stream or
   NATS counts them). Appends check the store-wide totals (:class:`~broker.store.nats_usage.Room`),
   so appenders in several processes may together overshoot by what they append within a
   second. Every log stream and the deliveries stream also carry both limits as their own,
-  enforced by the server (``discard=new``): a full deliveries stream stops routing, then the
-  logs fill and appends are refused. Full: :class:`~broker.errors.StoreFull`.
+  enforced by the server (``discard=new``; the deliveries stream counts messages, each a
+  bundle of deliveries): a full deliveries stream stops routing, then the logs fill and
+  appends are refused. Full: :class:`~broker.errors.StoreFull`.
 * **stats**: ``events``/``bytes`` are the log entries not yet routed (see
-  :mod:`broker.store.nats_usage`), ``pending`` the deliveries stream's messages,
-  ``dead_letters`` the dead-letter stream's.
+  :mod:`broker.store.nats_usage`), ``pending`` the deliveries stream's messages: each is a
+  bundle of 1 to 64 deliveries of one subscription, so under load ``pending`` counts fewer
+  than the deliveries waiting (a count per message would need a wildcard consumer filter,
+  see :mod:`broker.store.nats_names`). ``dead_letters`` is the dead-letter stream's messages.
 * **close** naks every claim and deletes every lease this handle holds (when connected), so
   another process takes over at once.
 """
@@ -214,22 +217,25 @@ class NatsStore:
     async def route(
         self, log: str, upto: int, deliveries: Sequence[tuple[int, str]], *, ordered: Collection[str] = ()
     ) -> None:
-        # ``ordered`` needs nothing here: each subscription has one consumer, which hands out
-        # an ordered subscription's deliveries one at a time (max_ack_pending=1).
+        # Each subscription has one consumer, which hands out an ordered subscription's
+        # deliveries one at a time (max_ack_pending=1); ``ordered`` only keeps them unbundled.
         s = self._connected()
         head = s.heads.known(log)
         check_route(log, head if upto <= head else await s.heads.head(log), upto, deliveries)
         cursor = await s.router.cached_cursor(log)
         if upto <= cursor:
             return
-        pairs = sorted({(seq, sub) for seq, sub in deliveries if seq > cursor})
+        # Bundling sorts and de-duplicates each subscription's seqs; here only the distinct
+        # seqs are looked at (a route to 100 Triggers has 100 pairs per seq).
+        pairs = [(seq, sub) for seq, sub in deliveries if seq > cursor]
+        seqs = sorted({seq for seq, _ in pairs})
         recent = self._recent.get(log, {})
-        events = {seq: recent[seq] for seq, _ in pairs if seq in recent}
-        missing = [seq for seq, _ in pairs if seq not in events]
+        events = {seq: recent[seq] for seq in seqs if seq in recent}
+        missing = [seq for seq in seqs if seq not in events]
         if missing:
             events.update(await s.reader.events(log, missing))
         routed = await s.reader.routed(log, upto)
-        await s.router.route(log, upto, pairs, events, routed=routed)
+        await s.router.route(log, upto, pairs, events, routed=routed, ordered=ordered)
         for seq in [seq for seq in recent if seq <= upto]:
             del recent[seq]
 

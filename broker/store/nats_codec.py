@@ -13,7 +13,9 @@ Layouts (big-endian)
 * event: ``u32`` attribute JSON length, the attributes as orjson JSON (value types kept),
   ``i32`` data length (``-1``: no data), the data.
 * log message: events back to back.
-* delivery message: ``u16`` log name length, the log name (UTF-8), ``u64`` entry seq, an event.
+* delivery message (a bundle of one subscription's pending deliveries from one log): ``u16``
+  log name length, the log name (UTF-8), then per delivery ``u64`` entry seq and an event,
+  seqs ascending.
 * cursor (KV value): ``"<seq> <routed>"`` in ASCII, ``routed`` being how many entries of the
   message holding ``seq`` are at or below it (0 when ``seq`` ends its message). That message
   stays in the stream until the cursor passes its end, and ``routed`` lets usage count only
@@ -112,19 +114,33 @@ def decode_batch(payload: bytes) -> list[Event]:
     return out
 
 
-def encode_delivery(log: str, seq: int, event: Event) -> bytes:
-    name = log.encode()
-    out = bytearray(_U16.pack(len(name)))
-    out += name
-    out += _U64.pack(seq)
+def encode_event(event: Event) -> bytes:
+    """One event in the layout log and delivery messages share (see the module docstring)."""
+    out = bytearray()
     _encode_event(out, event)
     return bytes(out)
 
 
-def decode_delivery(payload: bytes) -> tuple[str, int, Event]:
-    """``(log, seq, event)`` of a delivery message."""
-    (size,) = _U16.unpack_from(payload, 0)
-    log = payload[2 : 2 + size].decode()
-    (seq,) = _U64.unpack_from(payload, 2 + size)
-    event, _ = _decode_event(payload, 10 + size)
-    return log, seq, event
+def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:
+    """A delivery message of ``(seq, encoded event)`` pairs (events from :func:`encode_event`)."""
+    name = log.encode()
+    out = bytearray(_U16.pack(len(name)))
+    out += name
+    for seq, body in deliveries:
+        out += _U64.pack(seq)
+        out += body
+    return bytes(out)
+
+
+def decode_bundle(payload: bytes) -> tuple[str, list[tuple[int, Event]]]:
+    """``(log, [(seq, event), ...])`` of a delivery message."""
+    view = memoryview(payload)
+    (size,) = _U16.unpack_from(view, 0)
+    log = bytes(view[2 : 2 + size]).decode()
+    at = 2 + size
+    out: list[tuple[int, Event]] = []
+    while at < len(view):
+        (seq,) = _U64.unpack_from(view, at)
+        event, at = _decode_event(view, at + 8)
+        out.append((seq, event))
+    return log, out

@@ -20,6 +20,9 @@ deliveries routed           (core NATS)                                 ``<prefi
 
 ``<count>``, the last token of a log message's subject, is the number of events the message
 holds, so per-subject message counts give the number of events without reading a message.
+Delivery subjects carry no count: each is a consumer's filter, and JetStream (2.9) finds the
+next message of a literal filter subject far faster than of a wildcard one (S3 with 1,000
+Triggers: 2,354 against 528 deliveries/s).
 """
 
 from __future__ import annotations

@@ -1,13 +1,19 @@
 """Routing in the NATS store: pending deliveries, the router cursor, and pruning the log.
 
-:meth:`Router.route` publishes one message per ``(seq, subscription)`` to the deliveries
-stream, each carrying a copy of the event and the header ``Nats-Msg-Id: <log>:<seq>:<sub>``;
-the publishes are pipelined and all their acks awaited before the cursor (a KV key per log,
-written with compare-and-set so it never moves back) is set. A router that crashes in between
-leaves the cursor behind; the next one routes the same entries again and the stream drops the
-repeated messages as duplicates (within its duplicate window). Then it publishes a core-NATS
-notice naming the subscriptions, which other handles' :meth:`EventStore.watch` callbacks get
-(:class:`Watchers`).
+:meth:`Router.route` publishes a subscription's deliveries of one route in **bundles**: a
+message of up to :data:`BUNDLE_EVENTS` deliveries (:data:`BUNDLE_BYTES` of events) carrying
+copies of their events, seqs ascending, with the header ``Nats-Msg-Id:
+<log>:<first seq>:<last seq>:<sub>``. A message per delivery cost the publish, the fetch and
+the ack of one message each; a bundle pays them once for all its deliveries. Deliveries of an
+ordered subscription go one per message, so a release never has to reorder a bundle (see
+:mod:`broker.store.nats_claims`). The publishes are pipelined and all their acks awaited
+before the cursor (a KV key per log, written with compare-and-set so it never moves back) is
+set. A router that crashes in between leaves the cursor behind; the next one routes the same
+entries again from the same cursor, which cuts the same bundles as far as the first route
+went, and the stream drops those as duplicates (within its duplicate window). A bundle cut
+differently (the log had grown) is stored again: its deliveries already recorded are then
+delivered twice, never lost. Then it publishes a core-NATS notice naming the subscriptions,
+which other handles' :meth:`EventStore.watch` callbacks get (:class:`Watchers`).
 
 Log messages wholly below the cursor are purged a moment later (one purge per log per
 :data:`PRUNE_DELAY`, however many routes happened meanwhile): every delivery has its own copy
@@ -31,7 +37,7 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from broker.event import Event
-from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_delivery
+from broker.store.nats_codec import SCALE, decode_cursor, encode_bundle, encode_cursor, encode_event
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
 
@@ -40,6 +46,11 @@ log = logging.getLogger(__name__)
 PRUNE_DELAY = 0.2
 """Seconds between a route and the purge of the log messages it passed (purges coalesce)."""
 CAS_ATTEMPTS = 5
+BUNDLE_EVENTS = 64
+"""Most deliveries in one delivery message: a worker's default prefetch (``maxInFlight`` 64)."""
+BUNDLE_BYTES = 256 * 1024
+"""Most event bytes in one delivery message, unless one event alone is larger (the server's
+default ``max_payload`` is 1 MiB)."""
 
 
 class Router:
@@ -72,13 +83,14 @@ class Router:
 
     async def route(
         self, log_name: str, upto: int, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event],
-        *, routed: int,
+        *, routed: int, ordered: Collection[str] = (),
     ) -> None:
         """Record ``pairs`` (all above the cursor, ``events`` holding their events), then move
         the cursor to ``upto`` and announce the subscriptions. ``routed``: entries of ``upto``'s
-        message at or below ``upto`` (see :func:`~broker.store.nats_codec.encode_cursor`)."""
+        message at or below ``upto`` (see :func:`~broker.store.nats_codec.encode_cursor`);
+        ``ordered``: subscriptions whose deliveries go one per message."""
         with mapped(f"routing {log_name}"):
-            await self._publish(log_name, pairs, events)
+            await self._publish(log_name, pairs, events, ordered)
             await self._advance(log_name, upto, routed)
             if pairs:
                 notice = orjson.dumps([self._owner, sorted({sub for _, sub in pairs})])
@@ -95,18 +107,16 @@ class Router:
         self._pruning.clear()
 
     async def _publish(
-        self, log_name: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event]
+        self, log_name: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event],
+        ordered: Collection[str] = (),
     ) -> None:
         futures: list[asyncio.Future[api.PubAck]] = []
-        bodies: dict[int, bytes] = {}  # an event matching many subscriptions is encoded once
         try:
-            for seq, sub in pairs:
-                body = bodies.get(seq)
-                if body is None:
-                    body = bodies[seq] = encode_delivery(log_name, seq, events[seq])
+            for sub, bundle in bundles(pairs, events, ordered):
+                first, last = bundle[0][0], bundle[-1][0]
                 futures.append(await self._js.publish_async(
-                    self._names.delivery_subject(sub), body,
-                    headers={"Nats-Msg-Id": f"{log_name}:{seq}:{sub}"}))
+                    self._names.delivery_subject(sub), encode_bundle(log_name, bundle),
+                    headers={"Nats-Msg-Id": f"{log_name}:{first}:{last}:{sub}"}))
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
         finally:
@@ -165,6 +175,35 @@ class Router:
             self._pruning.pop(log_name, None)
             if log_name in self._targets and not self._closed:
                 self._pruning[log_name] = asyncio.create_task(self._prune(log_name))
+
+
+def bundles(
+    pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str] = ()
+) -> list[tuple[str, list[tuple[int, bytes]]]]:
+    """``pairs`` cut into ``(subscription, [(seq, encoded event), ...])`` bundles, seqs ascending:
+    the same pairs always give the same bundles. An event is encoded once however many
+    subscriptions it goes to."""
+    per_sub: dict[str, list[int]] = {}
+    for seq, sub in pairs:
+        per_sub.setdefault(sub, []).append(seq)
+    bodies: dict[int, bytes] = {}
+    out: list[tuple[str, list[tuple[int, bytes]]]] = []
+    for sub, seqs in per_sub.items():
+        most = 1 if sub in ordered else BUNDLE_EVENTS
+        bundle: list[tuple[int, bytes]] = []
+        size = 0
+        for seq in sorted(set(seqs)):
+            body = bodies.get(seq)
+            if body is None:
+                body = bodies[seq] = encode_event(events[seq])
+            if bundle and (len(bundle) >= most or size + len(body) > BUNDLE_BYTES):
+                out.append((sub, bundle))
+                bundle, size = [], 0
+            bundle.append((seq, body))
+            size += len(body)
+        if bundle:
+            out.append((sub, bundle))
+    return out
 
 
 class Watchers:

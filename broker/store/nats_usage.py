@@ -36,7 +36,7 @@ class Usage:
     log_bytes: int
     """Bytes of the log streams (messages not yet purged), as NATS counts them."""
     pending: int
-    """Pending deliveries (each holds a copy of its event)."""
+    """Delivery messages pending, each a bundle of one or more deliveries."""
     dead_letters: int
 
     def add(self, events: int, size: int) -> None:

@@ -1,0 +1,139 @@
+"""Delivery bundles of the NATS store: one message carries one route's deliveries of a
+subscription, and a handle settles it only once each of them has an outcome."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.js import api
+
+from broker.event import Event
+from broker.store.nats import NatsStore
+from broker.store.nats_route import BUNDLE_BYTES, BUNDLE_EVENTS, bundles
+from tests.store_contract import LOG, claim_n, event, eventually, fill
+from tests.test_store_nats import LEASE, make_store
+
+
+@pytest.fixture
+async def two(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[NatsStore, NatsStore]]:
+    a, b = make_store(nats_url, tmp_path), make_store(nats_url, tmp_path)
+    await a.open()
+    await b.open()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+def _big(n: int, size: int) -> Event:
+    return event(n, data=b"x" * size)
+
+
+@pytest.mark.parametrize(
+    ("what", "pairs", "events", "ordered", "expected"),
+    [
+        ("one bundle per subscription", [(1, "a"), (2, "a"), (2, "b"), (3, "a")], {}, (),
+         [("a", [1, 2, 3]), ("b", [2])]),
+        ("repeated pairs once", [(2, "a"), (1, "a"), (2, "a")], {}, (), [("a", [1, 2])]),
+        ("ordered: one per message", [(1, "o"), (2, "o"), (1, "a")], {}, ("o",),
+         [("o", [1]), ("o", [2]), ("a", [1])]),
+        ("cut at the event count", [(n, "a") for n in range(1, BUNDLE_EVENTS + 3)], {}, (),
+         [("a", list(range(1, BUNDLE_EVENTS + 1))), ("a", [BUNDLE_EVENTS + 1, BUNDLE_EVENTS + 2])]),
+        ("cut at the byte size", [(1, "a"), (2, "a"), (3, "a")],
+         {1: _big(1, BUNDLE_BYTES // 2), 2: _big(2, BUNDLE_BYTES // 2), 3: _big(3, 10)}, (),
+         [("a", [1]), ("a", [2, 3])]),
+        ("an event larger than a bundle goes alone", [(1, "a"), (2, "a")],
+         {1: _big(1, 2 * BUNDLE_BYTES), 2: _big(2, 10)}, (), [("a", [1]), ("a", [2])]),
+    ],
+)
+def test_bundles_are_cut_by_count_size_and_order(
+    what: str, pairs: list[tuple[int, str]], events: dict[int, Event], ordered: tuple[str, ...],
+    expected: list[tuple[str, list[int]]],
+) -> None:
+    found = {seq: events.get(seq, event(seq)) for seq, _ in pairs}
+    cut = bundles(pairs, found, ordered)
+    assert [(sub, [seq for seq, _ in bundle]) for sub, bundle in cut] == expected, what
+
+
+async def _messages(store: NatsStore) -> int:
+    session = store._session
+    assert session is not None
+    info: api.StreamInfo = await session.js.stream_info(store.config.names.deliveries_stream)
+    return info.state.messages
+
+
+async def _routed(store: NatsStore, count: int) -> list[int]:
+    await fill(store, count)
+    seqs = [e.seq for e in await store.read(LOG, 0, 100)]
+    await store.route(LOG, seqs[-1], [(s, "ns/a") for s in seqs])
+    return seqs
+
+
+async def test_one_route_is_one_message_and_its_fetcher_holds_all_of_it(
+    two: tuple[NatsStore, NatsStore],
+) -> None:
+    a, b = two
+    seqs = await _routed(a, 5)
+    assert await _messages(a) == 1
+    assert (await a.stats()).pending == 1  # pending counts messages
+    first = await a.claim("ns/a", 2)
+    assert [d.seq for d in first] == seqs[:2]
+    assert await b.claim("ns/a", 10) == []  # the rest waits in a's handle, not on the server
+    assert [d.seq for d in await claim_n(a, "ns/a", 3)] == seqs[2:]
+    await a.finish("ns/a", seqs[:4])
+    assert await _messages(a) == 1  # one delivery has no outcome yet: the message stays
+    await a.finish("ns/a", seqs[4:])
+    await eventually(lambda: _none(a))
+
+
+async def _none(store: NatsStore) -> bool:
+    return await _messages(store) == 0 and (await store.stats()).pending == 0
+
+
+@pytest.mark.parametrize("finished", [0, 2], ids=["none-finished", "some-finished"])
+async def test_released_deliveries_go_back_at_once_without_the_finished(
+    two: tuple[NatsStore, NatsStore], finished: int
+) -> None:
+    a, b = two
+    seqs = await _routed(a, 5)
+    await claim_n(a, "ns/a", 5)
+    await a.finish("ns/a", seqs[:finished])
+    await a.release("ns/a", seqs[finished:4])  # seqs[4] is still held by a
+    released = seqs[finished:4]
+    assert [d.seq for d in await claim_n(b, "ns/a", len(released))] == released
+    await b.finish("ns/a", released)
+    await a.release("ns/a", seqs[4:])
+    assert [d.seq for d in await claim_n(b, "ns/a", 1)] == seqs[4:]
+    await b.finish("ns/a", seqs[4:])
+    await eventually(lambda: _none(a))
+
+
+@pytest.mark.parametrize("finished", [0, 3], ids=["none-finished", "some-finished"])
+async def test_close_gives_back_what_has_no_outcome(
+    two: tuple[NatsStore, NatsStore], finished: int
+) -> None:
+    a, b = two
+    seqs = await _routed(a, 5)
+    await a.claim("ns/a", 2)  # two handed out, three still queued in the handle
+    await a.finish("ns/a", seqs[:finished])
+    await a.close()
+    assert [d.seq for d in await claim_n(b, "ns/a", 5 - finished)] == seqs[finished:]
+
+
+async def test_ordered_deliveries_go_one_per_message(two: tuple[NatsStore, NatsStore]) -> None:
+    a, _ = two
+    await fill(a, 3)
+    seqs = [e.seq for e in await a.read(LOG, 0, 10)]
+    await a.route(LOG, seqs[-1], [(s, "ns/o") for s in seqs], ordered={"ns/o"})
+    assert await _messages(a) == 3
+
+
+async def test_a_dead_holder_s_message_comes_back_whole(two: tuple[NatsStore, NatsStore]) -> None:
+    # At least once: the deliveries it finished come again with those it had not.
+    a, b = two
+    seqs = await _routed(a, 5)
+    await claim_n(a, "ns/a", 5)
+    await a.finish("ns/a", seqs[:2])
+    await a.abandon()
+    assert [d.seq for d in await claim_n(b, "ns/a", 5, deadline=10 * LEASE)] == seqs
