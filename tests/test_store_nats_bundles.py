@@ -10,8 +10,9 @@ import pytest
 from nats.js import api
 
 from broker.event import Event
+from broker.store.bundle import BUNDLE_BYTES, BUNDLE_EVENTS
 from broker.store.nats import NatsStore
-from broker.store.nats_route import BUNDLE_BYTES, BUNDLE_EVENTS, bundles
+from broker.store.nats_route import bundles
 from tests.store_contract import LOG, claim_n, event, eventually, fill
 from tests.test_store_nats import LEASE, make_store
 

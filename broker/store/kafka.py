@@ -35,14 +35,16 @@ Layout (topics are created explicitly, see :mod:`broker.store.kafka_topics`):
   (:mod:`broker.store.kafka_reader`); :meth:`~KafkaStore.wait` is a long-poll fetch.
 * Leases and cursors: the group ``<prefix>-routers`` (:mod:`broker.store.kafka_router`); the
   cursor is that group's committed "offset", which holds the routed seq.
-* ``<prefix>.dl.<ns>.<trigger>``, ``partitions`` partitions: one record per pending delivery with
-  its own copy of the event, keyed by the event's ``partitionkey``; without one, an ordered
+* ``<prefix>.dl.<ns>.<trigger>``, ``partitions`` partitions: pending deliveries, each with its
+  own copy of the event, keyed by the event's ``partitionkey``; without one, an ordered
   subscription's deliveries share the key ``""`` (one partition, routing order) and an
-  unordered one's get no key (spread over the partitions).
+  unordered one's get no key (spread over the partitions). A record holds a bundle of up to 64
+  deliveries of one route sharing a key (:mod:`broker.store.bundle`), one for an ordered
+  subscription.
   :meth:`~KafkaStore.route` produces them, awaits every ack, then moves the cursor. Kafka has no
   dedup by id: a route replayed after a crash between the two produces its deliveries again
   (duplicates, at least once); a replay of a completed route is ignored (the cursor is past
-  it), and a handle finishes on arrival a second copy of a delivery it already buffers.
+  it), and a handle skips a second copy of a delivery it already buffers.
 * Claims: the group ``<prefix>-dispatchers`` (:mod:`broker.store.kafka_claims`): partition
   ownership decides who claims what; finishing commits offsets.
 * ``<prefix>.dead``, one partition: dead letters as JSON keyed by log name, oldest first.
@@ -70,6 +72,10 @@ does instead:
   at least 1 s.
 * It does not support DeleteRecords (the connection drops): forgetting deletes the topic.
 * Group offsets can only be listed for named partitions (a request for all of them fails).
+* A member that leaves while another member's JoinGroup is pending stays the group's leader:
+  the joining member's SyncGroup then fails with REBALANCE_IN_PROGRESS at every retry and the
+  group never forms again (seen for 30 s, a new member included). Tests that stop one handle
+  while another joins wait for the join to finish first.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
 from broker.store.dead_json import decode_dead_letter, encode_dead_letter
 from broker.store.kafka_claims import Claims
-from broker.store.kafka_codec import SEQ_SPAN, delivery_key, encode_delivery, encode_events
+from broker.store.kafka_codec import SEQ_SPAN, delivery_records, encode_events
 from broker.store.kafka_config import (
     RETRY_AFTER,
     KafkaStoreConfig,
@@ -181,7 +187,7 @@ class KafkaStore:
         other handles at once) and disconnect. Idempotent."""
         session, self._session = self._session, None
         if session is not None:
-            await self._shut(session, session.claims.stop(), session.router.stop())
+            await self._shut(session, session.claims.stop(session.producer), session.router.stop())
 
     async def abandon(self) -> None:
         """Disconnect without committing or leaving the groups, as if the process died: other
@@ -246,21 +252,16 @@ class KafkaStore:
         previous = await session.router.cursor(log)
         if upto <= previous:
             return
-        wanted = sorted({(seq, name) for seq, name in deliveries if seq > previous})
+        wanted = [(seq, name) for seq, name in deliveries if seq > previous]  # bundling sorts
         events = await session.reader.entries(log, sorted({seq for seq, _ in wanted}))
         topics = {name: self._names.delivery(name) for _, name in wanted}
         await session.topics.ensure_all(dict.fromkeys(topics.values(), self._config.partitions))
         if wanted:
             async with kafka_errors(f"routing {log}", 2 * self._config.timeout):
                 await learn_topics(session.producer.client, topics.values())
-                bodies: dict[int, bytes] = {}  # an event matching many subscriptions is encoded once
                 acks = []
-                for seq, name in wanted:
-                    body = bodies.get(seq)
-                    if body is None:
-                        body = bodies[seq] = encode_delivery(log, seq, events[seq])
-                    acks.append(await session.producer.send(
-                        topics[name], body, key=delivery_key(events[seq], ordered=name in in_order)))
+                for name, key, bundle in delivery_records(log, wanted, events, in_order):
+                    acks.append(await session.producer.send(topics[name], bundle, key=key))
                 for sent in await asyncio.gather(*acks):
                     tp = TopicPartition(sent.topic, sent.partition)
                     session.usage.produced(tp, sent.offset)

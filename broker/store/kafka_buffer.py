@@ -56,6 +56,14 @@ class SubscriptionBuffer:
             out.append(item)
         return out
 
+    def of_record(self, tp: TopicPartition, offset: int) -> list[Buffered]:
+        """The deliveries of the record at ``offset`` of ``tp`` waiting or held here."""
+        return [item for item in self._known.values() if item.offset == offset and item.tp == tp]
+
+    def known(self, seq: int) -> Buffered | None:
+        """The delivery ``seq`` waiting or held here."""
+        return self._known.get(seq)
+
     def held(self, seq: int) -> Buffered | None:
         item = self._known.get(seq)
         return item if item is not None and item.held else None

@@ -10,8 +10,9 @@ fetches records into a per-subscription buffer (:mod:`broker.store.kafka_buffer`
 deliveries waiting has its partitions paused until half drained, so a stuck subscription never
 stops another's fetching.
 
-* finish / dead-letter: the delivery's offset is done; per partition the offset after the
-  longest run of done records is committed (at once, awaited; during a rebalance at the
+* finish / dead-letter: the delivery is done, and its record's offset once all of the
+  record's deliveries are; per partition the offset after the longest run of done records is
+  committed (at once, awaited; during a rebalance at the
   revocation or after it).
 * release: the delivery waits again, in front of its buffer.
 * Exclusivity: a partition holding a delivery this handle claimed (or finished and could not
@@ -23,8 +24,9 @@ stops another's fetching.
 * Ordering: deliveries sharing a key share a partition and are buffered in offset order, so
   ``ordered`` needs nothing more here: nobody else holds an earlier delivery of a partition
   this handle owns.
-* A second record of a delivery this handle already buffers or holds (a route replayed after a
-  crash) is finished on arrival.
+* A record holds a bundle of deliveries; its offset is finished (committable) once each of
+  them is. A second record of a delivery this handle already buffers or holds (a route replayed
+  after a crash) counts that delivery as finished in the second record.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
 from broker.store.kafka_buffer import Buffered, SubscriptionBuffer
-from broker.store.kafka_codec import decode_delivery
+from broker.store.kafka_codec import decode_bundle
 from broker.store.kafka_config import KafkaStoreConfig, Names
 from broker.store.kafka_fetch import DeliveryReader
+from broker.store.kafka_handback import hand_back
 from broker.store.kafka_member import DispatcherMember
 from broker.store.kafka_offsets import Offsets
 from broker.store.kafka_topics import Topics
@@ -120,7 +123,7 @@ class Claims:
             if item is None:
                 continue
             sub.forget(seq)
-            self._offsets.finish(item.tp, item.offset)
+            self._offsets.finish_one(item.tp, item.offset, seq)
         await self._offsets.commit(self._member.consumer)
 
     async def forget(self, subscription: str) -> None:
@@ -144,19 +147,23 @@ class Claims:
             found[tp] = (*self._offsets.progress(tp), self._reader.high(tp))
         return found
 
-    async def stop(self) -> None:
-        """Commit what is finished and leave the group: unfinished claims go to other handles."""
-        await self._shut(leave=True)
+    async def stop(self, producer: AIOKafkaProducer | None = None) -> None:
+        """Commit what is finished and leave the group: unfinished claims go to other handles.
+        With ``producer``, partly finished records are handed back first
+        (:mod:`broker.store.kafka_handback`)."""
+        await self._shut(leave=True, producer=producer)
 
     async def abandon(self) -> None:
         """Close without committing or leaving the group, as if the process died."""
         await self._shut(leave=False)
 
-    async def _shut(self, *, leave: bool) -> None:
+    async def _shut(self, *, leave: bool, producer: AIOKafkaProducer | None = None) -> None:
         fetcher, self._fetcher = self._fetcher, None
         if fetcher is not None:
             fetcher.cancel()
             await asyncio.gather(fetcher, return_exceptions=True)
+        if leave and producer is not None:
+            await hand_back(self._offsets, self._subs, producer, timeout=self._config.timeout)
         if leave:
             try:
                 await self._offsets.commit(self._member.consumer)
@@ -221,22 +228,32 @@ class Claims:
                 await asyncio.sleep(POLL_MS / 1000)
 
     def _take(self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Buffer a fetched record; whether it is new and claimable."""
+        """Buffer the new deliveries of a fetched record; whether there were any."""
         offset = record.offset
         part = self._offsets.arrive(name, tp, offset)
         if part is None:
             return False
         try:
-            delivery = decode_delivery(name, record.value or b"")
+            deliveries = decode_bundle(name, record.value or b"")
         except Exception:
             log.exception("undecodable delivery record %s@%d skipped", tp, offset)
             self._offsets.finish(tp, offset)
             return False
-        if not self._subs[name].add(Buffered(tp, offset, delivery)):
-            self._offsets.finish(tp, offset)  # a second record of a delivery already here
-            return False
-        part.buffered.add(offset)
-        return True
+        sub = self._subs[name]
+        fresh = part.fresh(offset, [d.seq for d in deliveries])
+        taken = False
+        for delivery in deliveries:
+            if delivery.seq not in fresh:
+                continue
+            here = sub.known(delivery.seq)
+            if here is None:
+                sub.add(Buffered(tp, offset, delivery))
+                part.buffered[offset] += 1
+                taken = True
+            elif (here.tp, here.offset) != (tp, offset):
+                # A second record of a delivery already here (a route replayed after a crash).
+                self._offsets.finish_one(tp, offset, delivery.seq, held=False)
+        return taken
 
     def _throttle(self, name: str) -> None:
         sub = self._subs.get(name)

@@ -6,9 +6,10 @@ sequence numbers map to Kafka offsets.
   so seqs grow with offsets, start at :data:`SEQ_SPAN` and never repeat.
 * An **event** is ``u32`` length + the attribute dict as orjson JSON (value types kept), then
   ``i32`` length + data, with length ``-1`` for no data (``None``), so ``b""`` stays ``b""``.
-* A **delivery record** (one per ``(seq, subscription)``) is ``u16`` length + log name,
-  ``u64`` seq, then its own copy of the event; its key is the event's ``partitionkey``
-  (:func:`delivery_key`).
+* A **delivery record** holds a bundle of one subscription's deliveries sharing a key
+  (:mod:`broker.store.bundle`; one delivery for an ordered subscription): ``u16`` length +
+  log name, then per delivery ``u64`` seq and its own copy of the event, seqs ascending; its
+  key is the events' ``partitionkey`` (:func:`delivery_key`).
 * A **dead-letter record** is JSON with every :class:`~broker.store.base.DeadLetter` field;
   data is base64 (``null`` for no data) so the record stays readable with Kafka tools.
 """
@@ -16,12 +17,13 @@ sequence numbers map to Kafka offsets.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import orjson
 
 from broker.event import PARTITION_KEY, Event
 from broker.store.base import Delivery
+from broker.store.bundle import BUNDLE_EVENTS, cut
 from broker.store.memory import encode_attributes
 
 SEQ_SPAN = 1_000_000
@@ -81,19 +83,58 @@ def delivery_key(event: Event, *, ordered: bool) -> bytes | None:
     return key.encode()
 
 
-def encode_delivery(log: str, seq: int, event: Event) -> bytes:
+def delivery_records(
+    log: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str]
+) -> list[tuple[str, bytes | None, bytes]]:
+    """``(subscription, key, value)`` of the delivery records of one route's ``pairs``: each
+    subscription's deliveries grouped by key (:func:`delivery_key`) and cut into bundles
+    (:func:`broker.store.bundle.cut`), except an ordered subscription's, one per record as on
+    NATS, so that a crash repeats only the delivery in progress. An event is framed once however
+    many subscriptions it goes to."""
+    groups: dict[tuple[str, bytes | None], set[int]] = {}
+    for seq, name in pairs:
+        key = delivery_key(events[seq], ordered=name in ordered)
+        groups.setdefault((name, key), set()).add(seq)
+    bodies: dict[int, bytes] = {}
+
+    def size(seq: int) -> int:
+        body = bodies.get(seq)
+        if body is None:
+            body = bodies[seq] = frame(events[seq])
+        return len(body)
+
+    return [(name, key, encode_bundle(log, [(seq, bodies[seq]) for seq in bundle]))
+            for (name, key), seqs in groups.items()
+            for bundle in cut(sorted(seqs), size, most=1 if name in ordered else BUNDLE_EVENTS)]
+
+
+def frame(event: Event) -> bytes:
+    """An event as delivery and log records hold it."""
+    return _frame(event)[0]
+
+
+def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:
+    """A delivery record of ``(seq, framed event)`` pairs (events from :func:`frame`)."""
     name = log.encode()
-    frame, _ = _frame(event)
-    return _HEAD.pack(len(name)) + name + _SEQ.pack(seq) + frame
+    parts = [_HEAD.pack(len(name)), name]
+    for seq, body in deliveries:
+        parts.append(_SEQ.pack(seq))
+        parts.append(body)
+    return b"".join(parts)
 
 
-def decode_delivery(subscription: str, value: bytes) -> Delivery:
+def decode_bundle(subscription: str, value: bytes) -> list[Delivery]:
+    """The deliveries of a delivery record, ascending by seq."""
     view = memoryview(value)
     (length,) = _HEAD.unpack_from(view, 0)
     log = bytes(view[2 : 2 + length]).decode()
-    (seq,) = _SEQ.unpack_from(view, 2 + length)
-    event, _, _ = _unframe(view, 10 + length)
-    return Delivery(log=log, subscription=subscription, seq=seq, event=event)
+    at = 2 + length
+    out: list[Delivery] = []
+    while at < len(view):
+        (seq,) = _SEQ.unpack_from(view, at)
+        event, _, at = _unframe(view, at + 8)
+        out.append(Delivery(log=log, subscription=subscription, seq=seq, event=event))
+    return out
 
 
 def _frame(event: Event) -> tuple[bytes, int]:

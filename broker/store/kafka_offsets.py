@@ -1,10 +1,12 @@
 """Offset bookkeeping of the delivery partitions a Kafka store handle owns (or owned, while it
 still has claims or uncommitted work there), and committing it.
 
-Offsets below ``base`` are finished, so ``base`` is what to commit. Above it, an offset is
-buffered (fetched, claimable), held (claimed) or done (finished out of order). A fetch after a
-(re-)assignment starts again at the committed offset; :meth:`PartitionState.arrive` tells
-which of those records still need handing out.
+Offsets below ``base`` are finished, so ``base`` is what to commit. A record holds a bundle of
+deliveries (:mod:`broker.store.bundle`); above ``base``, each of a record's deliveries is
+buffered (fetched, claimable), held (claimed) or finished, and the record is done (finished out
+of order) once all of its deliveries are. A fetch after a (re-)assignment starts again at the
+committed offset; :meth:`PartitionState.arrive` and :meth:`PartitionState.fresh` tell which of
+those records' deliveries still need handing out.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,8 +36,15 @@ class PartitionState:
     upto: int | None
     """The next offset expected from the fetch; ``None`` until the first after an assignment."""
     done: set[int] = field(default_factory=set)
-    held: set[int] = field(default_factory=set)
-    buffered: set[int] = field(default_factory=set)
+    """Records finished above ``base``."""
+    held: Counter[int] = field(default_factory=Counter)
+    """Deliveries claimed, per record."""
+    buffered: Counter[int] = field(default_factory=Counter)
+    """Deliveries fetched and waiting to be claimed, per record."""
+    left: dict[int, int] = field(default_factory=dict)
+    """Deliveries without a final outcome, per record seen and not finished."""
+    gone: dict[int, set[int]] = field(default_factory=dict)
+    """Seqs finished, per record partly finished: not handed out again when it is re-fetched."""
     assigned: bool = True
 
     @classmethod
@@ -44,8 +54,9 @@ class PartitionState:
         return cls(subscription, base=offset, sent=offset, upto=offset)
 
     def arrive(self, offset: int) -> bool:
-        """A record at ``offset`` was fetched: whether it is new here (neither handed out nor
-        finished). Offsets skipped by the fetch have no record and count as finished."""
+        """A record at ``offset`` was fetched: whether it may hold deliveries to hand out (it is
+        not finished; which of its deliveries are new is :meth:`fresh`'s to say). Offsets
+        skipped by the fetch have no record and count as finished."""
         if self.upto is None:
             # Re-assigned: the fetch restarts at the committed offset, which may lag ``base``
             # when a commit failed; commit again.
@@ -56,9 +67,27 @@ class PartitionState:
         for missing in range(self.upto, offset):
             self.finish(missing)
         self.upto = offset + 1
-        return not (offset < self.base or offset in self.done or offset in self.held)
+        return not (offset < self.base or offset in self.done)
+
+    def fresh(self, offset: int, seqs: list[int]) -> set[int]:
+        """The record at ``offset`` holds deliveries ``seqs``: those not finished yet."""
+        self.left.setdefault(offset, len(seqs))
+        gone = self.gone.get(offset)
+        return set(seqs) if gone is None else set(seqs) - gone
+
+    def finish_one(self, offset: int, seq: int) -> None:
+        """Delivery ``seq`` of the record at ``offset`` is finished; the record is once all are."""
+        left = self.left.get(offset, 1) - 1
+        if left > 0:
+            self.left[offset] = left
+            self.gone.setdefault(offset, set()).add(seq)
+        else:
+            self.finish(offset)
 
     def finish(self, offset: int) -> None:
+        """The record at ``offset`` is finished."""
+        self.left.pop(offset, None)
+        self.gone.pop(offset, None)
         if offset >= self.base:
             self.done.add(offset)
         while self.base in self.done:
@@ -74,7 +103,7 @@ class PartitionState:
     def pinned(self) -> bool:
         """Whether the handle must keep the partition: it holds claims there, or finished
         deliveries it could not commit yet (another owner would deliver them again)."""
-        return bool(self.held or self.done) or self.due
+        return bool(self.held or self.done or self.gone) or self.due
 
     def revoke(self) -> None:
         """The partition was taken away: buffered records are dropped (fetched again if it
@@ -103,31 +132,42 @@ class Offsets:
         return part if part.arrive(offset) else None
 
     def hold(self, tp: TopicPartition, offset: int) -> None:
+        """A waiting delivery of the record at ``offset`` is claimed."""
         part = self.parts[tp]
-        part.buffered.discard(offset)
-        part.held.add(offset)
+        _less(part.buffered, offset)
+        part.held[offset] += 1
 
     def release(self, tp: TopicPartition, offset: int) -> bool:
-        """A held record waits again: whether it can (its partition is still assigned)."""
+        """A held delivery waits again: whether it can (its partition is still assigned)."""
         part = self.parts.get(tp)
         if part is None:
             return False
-        part.held.discard(offset)
+        _less(part.held, offset)
         if not part.assigned:
             return False
-        part.buffered.add(offset)
+        part.buffered[offset] += 1
         return True
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
+        """The record at ``offset`` is finished whole (skipped: nothing in it to deliver)."""
         part = self.parts.get(tp)
         if part is not None:
-            part.held.discard(offset)
             part.finish(offset)
+            self._dirty.add(tp)
+
+    def finish_one(self, tp: TopicPartition, offset: int, seq: int, *, held: bool = True) -> None:
+        """Delivery ``seq`` of the record at ``offset`` is finished (``held``: it was claimed;
+        else it is a second copy of a delivery this handle has from another record)."""
+        part = self.parts.get(tp)
+        if part is not None:
+            if held:
+                _less(part.held, offset)
+            part.finish_one(offset, seq)
             self._dirty.add(tp)
 
     def waiting(self, tp: TopicPartition, offset: int) -> bool:
         part = self.parts.get(tp)
-        return part is not None and offset in part.buffered
+        return part is not None and part.buffered[offset] > 0
 
     def pinned(self) -> set[TopicPartition]:
         return {tp for tp, part in self.parts.items() if part.pinned}
@@ -204,6 +244,13 @@ class Offsets:
             part = self.parts.get(tp)
             if part is not None:
                 part.sent = max(part.sent, offset)
+
+
+def _less(counts: Counter[int], offset: int) -> None:
+    if counts[offset] > 1:
+        counts[offset] -= 1
+    else:
+        counts.pop(offset, None)
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:

@@ -5,7 +5,8 @@
   removes them, but each delivery carries its own copy of the event, so they no longer count.
   Sizes come from this handle's cache; records it never saw are fetched to be measured.
 * ``pending``: the dispatcher group's lag over every delivery topic (end offset minus
-  committed offset), less the deliveries this handle finished above a commit gap. The end is
+  committed offset), less the records this handle finished above a commit gap: delivery
+  records, each a bundle of one or more deliveries, not deliveries. The end is
   the largest of what Kafka lists, what this handle's own routes were acknowledged and what its
   claim fetches saw: tansu lists the end of a partition whose last record batch holds several
   records (a route's deliveries to one partition) as that batch's first offset plus one.

@@ -30,6 +30,7 @@ from nats.js import JetStreamContext, api
 
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
+from broker.store.bundle import BUNDLE_EVENTS
 from broker.store.nats_codec import decode_bundle, encode_bundle, encode_event
 from broker.store.nats_held import Bundle, Held
 from broker.store.nats_io import mapped
@@ -48,6 +49,8 @@ brings is nak'ed (:mod:`broker.store.nats_pull`). Waiting 2 s instead still left
 such claims in S3 with 100 Triggers saturated, and it delayed some deliveries of the fixed step
 past its 8 s drain."""
 PULL_RETRY = 0.05
+PULL_BYTES = 1024 * 1024
+"""Most bytes one fetch asks for (more when the server allows larger messages)."""
 CLAIM_WAIT = 0.02
 """Seconds the server may keep a fetch open when it cannot hand anything out at once (the
 consumer's ``max_ack_pending`` is reached, or nothing is pending)."""
@@ -67,7 +70,7 @@ class Claims:
         self._timeout = timeout
         self._held: dict[str, Held] = {}
         self._per_msg: dict[str, float] = {}
-        """subscription -> deliveries per message in its last fetch."""
+        """subscription -> deliveries per message in its last fetch (full bundles before one)."""
         self._consumers: dict[str, bool] = {}
         """subscription -> ``ordered`` of the consumer config this handle last applied."""
         self._task: asyncio.Task[None] | None = None
@@ -92,10 +95,13 @@ class Claims:
             # Ordered: the server hands out one at a time; asking for more would keep the
             # request open until it expires. Unordered: about as many messages as the
             # deliveries still wanted fill, by the bundle size seen last.
-            per_msg = self._per_msg.get(subscription, 1.0)
+            per_msg = self._per_msg.get(subscription, float(BUNDLE_EVENTS))
             batch = 1 if ordered else max(1, math.ceil((want - len(held.queue)) / per_msg))
+            # Bundles may have grown since the last fetch: bound what one fetch may bring (a
+            # message is never larger than the server's max_payload, so one always fits).
+            most = max(PULL_BYTES, 2 * self._nc.max_payload)
             try:
-                msgs = await self._pulls.pull(stream, consumer, batch,
+                msgs = await self._pulls.pull(stream, consumer, batch, max_bytes=most,
                                               timeout=min(self._timeout, PULL_TIMEOUT), expires=CLAIM_WAIT)
             except nats.errors.TimeoutError:
                 self._consumers.pop(subscription, None)  # deleted by forget elsewhere? create it again

@@ -47,9 +47,11 @@ class Pulls:
         self._draining: set[asyncio.Task[None]] = set()
 
     async def pull(
-        self, stream: str, consumer: str, batch: int, *, timeout: float, expires: float | None = None
+        self, stream: str, consumer: str, batch: int, *, timeout: float, expires: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[Msg]:
-        """Up to ``batch`` messages available now from a pull consumer (one request, no polling).
+        """Up to ``batch`` messages (and ``max_bytes``, which must exceed the server's
+        ``max_payload``) available now from a pull consumer (one request, no polling).
 
         Messages received before a timeout are returned, never dropped; later ones are nak'ed.
         ``expires`` (seconds) bounds how long the server keeps the request open: needed when the
@@ -66,6 +68,8 @@ class Pulls:
             request: dict[str, Any] = {"batch": batch, "no_wait": True}
             if expires is not None:
                 request["expires"] = int(expires * 1e9)
+            if max_bytes is not None:
+                request["max_bytes"] = max_bytes
             await self._nc.publish(f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                                    json.dumps(request).encode(), reply=inbox)
             loop = asyncio.get_running_loop()

@@ -1,11 +1,9 @@
 """Routing in the NATS store: pending deliveries, the router cursor, and pruning the log.
 
-:meth:`Router.route` publishes a subscription's deliveries of one route in **bundles**: a
-message of up to :data:`BUNDLE_EVENTS` deliveries (:data:`BUNDLE_BYTES` of events) carrying
-copies of their events, seqs ascending, with the header ``Nats-Msg-Id:
-<log>:<first seq>:<last seq>:<sub>``. A message per delivery cost the publish, the fetch and
-the ack of one message each; a bundle pays them once for all its deliveries. Deliveries of an
-ordered subscription go one per message, so a release never has to reorder a bundle (see
+:meth:`Router.route` publishes a subscription's deliveries of one route in bundles
+(:mod:`broker.store.bundle`): a message of up to 64 deliveries carrying copies of their
+events, seqs ascending, with the header ``Nats-Msg-Id: <log>:<first seq>:<last seq>:<sub>``.
+Deliveries of an ordered subscription go one per message, so a release never has to reorder a bundle (see
 :mod:`broker.store.nats_claims`). The publishes are pipelined and all their acks awaited
 before the cursor (a KV key per log, written with compare-and-set so it never moves back) is
 set. A router that crashes in between leaves the cursor behind; the next one routes the same
@@ -37,6 +35,7 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from broker.event import Event
+from broker.store.bundle import BUNDLE_EVENTS, cut
 from broker.store.nats_codec import SCALE, decode_cursor, encode_bundle, encode_cursor, encode_event
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
@@ -46,11 +45,6 @@ log = logging.getLogger(__name__)
 PRUNE_DELAY = 0.2
 """Seconds between a route and the purge of the log messages it passed (purges coalesce)."""
 CAS_ATTEMPTS = 5
-BUNDLE_EVENTS = 64
-"""Most deliveries in one delivery message: a worker's default prefetch (``maxInFlight`` 64)."""
-BUNDLE_BYTES = 256 * 1024
-"""Most event bytes in one delivery message, unless one event alone is larger (the server's
-default ``max_payload`` is 1 MiB)."""
 
 
 class Router:
@@ -180,30 +174,23 @@ class Router:
 def bundles(
     pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str] = ()
 ) -> list[tuple[str, list[tuple[int, bytes]]]]:
-    """``pairs`` cut into ``(subscription, [(seq, encoded event), ...])`` bundles, seqs ascending:
-    the same pairs always give the same bundles. An event is encoded once however many
-    subscriptions it goes to."""
-    per_sub: dict[str, list[int]] = {}
+    """``pairs`` cut into ``(subscription, [(seq, encoded event), ...])`` bundles
+    (:func:`broker.store.bundle.cut`); an event is encoded once however many subscriptions it
+    goes to."""
+    per_sub: dict[str, set[int]] = {}
     for seq, sub in pairs:
-        per_sub.setdefault(sub, []).append(seq)
+        per_sub.setdefault(sub, set()).add(seq)
     bodies: dict[int, bytes] = {}
-    out: list[tuple[str, list[tuple[int, bytes]]]] = []
-    for sub, seqs in per_sub.items():
-        most = 1 if sub in ordered else BUNDLE_EVENTS
-        bundle: list[tuple[int, bytes]] = []
-        size = 0
-        for seq in sorted(set(seqs)):
-            body = bodies.get(seq)
-            if body is None:
-                body = bodies[seq] = encode_event(events[seq])
-            if bundle and (len(bundle) >= most or size + len(body) > BUNDLE_BYTES):
-                out.append((sub, bundle))
-                bundle, size = [], 0
-            bundle.append((seq, body))
-            size += len(body)
-        if bundle:
-            out.append((sub, bundle))
-    return out
+
+    def size(seq: int) -> int:
+        body = bodies.get(seq)
+        if body is None:
+            body = bodies[seq] = encode_event(events[seq])
+        return len(body)
+
+    return [(sub, [(seq, bodies[seq]) for seq in bundle])
+            for sub, seqs in per_sub.items()
+            for bundle in cut(sorted(seqs), size, most=1 if sub in ordered else BUNDLE_EVENTS)]
 
 
 class Watchers:

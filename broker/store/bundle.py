@@ -1,0 +1,37 @@
+"""Bundles: the deliveries of one route that a shared store writes as one message or record.
+
+A message per delivery costs the log server a write, a read and an acknowledgement each, and
+with them most of a store's cost in fan-out; a bundle pays them once for up to
+:data:`BUNDLE_EVENTS` deliveries. A bundle holds deliveries of one subscription only (each
+subscription has its own consumer or topic), seqs ascending. How a bundle is settled once its
+deliveries have outcomes is the store's own business (:mod:`broker.store.nats_held`,
+:mod:`broker.store.kafka_offsets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+BUNDLE_EVENTS = 64
+"""Most deliveries in one bundle: a worker's default prefetch (``maxInFlight`` 64)."""
+BUNDLE_BYTES = 256 * 1024
+"""Most event bytes in one bundle, unless one event alone is larger (NATS's default
+``max_payload`` and Kafka's default ``message.max.bytes`` are both about 1 MiB)."""
+
+
+def cut(seqs: Iterable[int], size: Callable[[int], int], *, most: int = BUNDLE_EVENTS) -> list[list[int]]:
+    """``seqs`` (ascending, distinct) in consecutive bundles of at most ``most`` seqs and
+    :data:`BUNDLE_BYTES` bytes by ``size``; the same input always gives the same bundles."""
+    out: list[list[int]] = []
+    bundle: list[int] = []
+    total = 0
+    for seq in seqs:
+        length = size(seq)
+        if bundle and (len(bundle) >= most or total + length > BUNDLE_BYTES):
+            out.append(bundle)
+            bundle, total = [], 0
+        bundle.append(seq)
+        total += length
+    if bundle:
+        out.append(bundle)
+    return out
