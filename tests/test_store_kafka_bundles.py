@@ -78,15 +78,21 @@ async def test_the_offset_is_committed_once_every_delivery_of_its_record_is_fini
     await eventually(lambda: _pending(a, 0), deadline=10)
 
 
-async def test_a_crashed_handles_partly_finished_record_comes_back_whole(
-    handles: MakeHandles,  # noqa: F811
-) -> None:
-    # At least once: the deliveries it finished come again with those it had not.
+async def _half_finished(handles: MakeHandles) -> tuple[KafkaStore, KafkaStore, list[int]]:  # noqa: F811
+    """Two handles; ``a`` holds one record of four deliveries and has finished the first two."""
     a, b = await handles(2)
     seqs = await fill_keyless(a, 4)
     await a.route(LOG, seqs[-1], [(s, "ns/a") for s in seqs])
     await claim_n(a, "ns/a", 4)
     await a.finish("ns/a", seqs[:2])
+    return a, b, seqs
+
+
+async def test_a_crashed_handles_partly_finished_record_comes_back_whole(
+    handles: MakeHandles,  # noqa: F811
+) -> None:
+    # At least once: the deliveries it finished come again with those it had not.
+    a, b, seqs = await _half_finished(handles)
     await b.claim("ns/a", 10)  # joins the group
     await a.abandon()
     assert [d.seq for d in await claim_n(b, "ns/a", 4, deadline=30)] == seqs
@@ -95,11 +101,7 @@ async def test_a_crashed_handles_partly_finished_record_comes_back_whole(
 async def test_a_clean_close_hands_back_only_the_unfinished_rest_of_a_record(
     handles: MakeHandles,  # noqa: F811
 ) -> None:
-    a, b = await handles(2)
-    seqs = await fill_keyless(a, 4)
-    await a.route(LOG, seqs[-1], [(s, "ns/a") for s in seqs])
-    await claim_n(a, "ns/a", 4)
-    await a.finish("ns/a", seqs[:2])
+    a, b, seqs = await _half_finished(handles)
     await a.release("ns/a", seqs[2:3])  # one released, one still held at close
     await b.claim("ns/a", 10)  # joins the group and gets the partitions a does not hold
 

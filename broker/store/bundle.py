@@ -10,7 +10,10 @@ deliveries have outcomes is the store's own business (:mod:`broker.store.nats_he
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+K = TypeVar("K")
 
 BUNDLE_EVENTS = 64
 """Most deliveries in one bundle: a worker's default prefetch (``maxInFlight`` 64)."""
@@ -35,3 +38,21 @@ def cut(seqs: Iterable[int], size: Callable[[int], int], *, most: int = BUNDLE_E
     if bundle:
         out.append(bundle)
     return out
+
+
+def bundles_of(
+    groups: Mapping[K, Iterable[int]], encode: Callable[[int], bytes], *, most: Callable[[K], int]
+) -> list[tuple[K, list[tuple[int, bytes]]]]:
+    """Each group's seqs (sorted, de-duplicated) cut into bundles of at most ``most(group)``
+    seqs, as ``(group, [(seq, encode(seq)), ...])``; each seq is encoded once, however many
+    groups hold it (an event matching many subscriptions)."""
+    bodies: dict[int, bytes] = {}
+
+    def size(seq: int) -> int:
+        body = bodies.get(seq)
+        if body is None:
+            body = bodies[seq] = encode(seq)
+        return len(body)
+
+    return [(group, [(seq, bodies[seq]) for seq in bundle])
+            for group, seqs in groups.items() for bundle in cut(sorted(set(seqs)), size, most=most(group))]

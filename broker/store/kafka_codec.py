@@ -23,7 +23,7 @@ import orjson
 
 from broker.event import PARTITION_KEY, Event
 from broker.store.base import Delivery
-from broker.store.bundle import BUNDLE_EVENTS, cut
+from broker.store.bundle import BUNDLE_EVENTS, bundles_of
 from broker.store.memory import encode_attributes
 
 SEQ_SPAN = 1_000_000
@@ -88,24 +88,15 @@ def delivery_records(
 ) -> list[tuple[str, bytes | None, bytes]]:
     """``(subscription, key, value)`` of the delivery records of one route's ``pairs``: each
     subscription's deliveries grouped by key (:func:`delivery_key`) and cut into bundles
-    (:func:`broker.store.bundle.cut`), except an ordered subscription's, one per record as on
+    (:func:`broker.store.bundle.bundles_of`), except an ordered subscription's, one per record as on
     NATS, so that a crash repeats only the delivery in progress. An event is framed once however
     many subscriptions it goes to."""
-    groups: dict[tuple[str, bytes | None], set[int]] = {}
+    groups: dict[tuple[str, bytes | None], list[int]] = {}
     for seq, name in pairs:
-        key = delivery_key(events[seq], ordered=name in ordered)
-        groups.setdefault((name, key), set()).add(seq)
-    bodies: dict[int, bytes] = {}
-
-    def size(seq: int) -> int:
-        body = bodies.get(seq)
-        if body is None:
-            body = bodies[seq] = frame(events[seq])
-        return len(body)
-
-    return [(name, key, encode_bundle(log, [(seq, bodies[seq]) for seq in bundle]))
-            for (name, key), seqs in groups.items()
-            for bundle in cut(sorted(seqs), size, most=1 if name in ordered else BUNDLE_EVENTS)]
+        groups.setdefault((name, delivery_key(events[seq], ordered=name in ordered)), []).append(seq)
+    cut = bundles_of(groups, lambda seq: frame(events[seq]),
+                     most=lambda group: 1 if group[0] in ordered else BUNDLE_EVENTS)
+    return [(name, key, encode_bundle(log, bundle)) for (name, key), bundle in cut]
 
 
 def frame(event: Event) -> bytes:

@@ -35,7 +35,7 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from broker.event import Event
-from broker.store.bundle import BUNDLE_EVENTS, cut
+from broker.store.bundle import BUNDLE_EVENTS, bundles_of
 from broker.store.nats_codec import SCALE, decode_cursor, encode_bundle, encode_cursor, encode_event
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
@@ -174,23 +174,13 @@ class Router:
 def bundles(
     pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str] = ()
 ) -> list[tuple[str, list[tuple[int, bytes]]]]:
-    """``pairs`` cut into ``(subscription, [(seq, encoded event), ...])`` bundles
-    (:func:`broker.store.bundle.cut`); an event is encoded once however many subscriptions it
-    goes to."""
-    per_sub: dict[str, set[int]] = {}
+    """``pairs`` as ``(subscription, [(seq, encoded event), ...])`` bundles
+    (:func:`broker.store.bundle.bundles_of`); an ordered subscription's hold one delivery."""
+    per_sub: dict[str, list[int]] = {}
     for seq, sub in pairs:
-        per_sub.setdefault(sub, set()).add(seq)
-    bodies: dict[int, bytes] = {}
-
-    def size(seq: int) -> int:
-        body = bodies.get(seq)
-        if body is None:
-            body = bodies[seq] = encode_event(events[seq])
-        return len(body)
-
-    return [(sub, [(seq, bodies[seq]) for seq in bundle])
-            for sub, seqs in per_sub.items()
-            for bundle in cut(sorted(seqs), size, most=1 if sub in ordered else BUNDLE_EVENTS)]
+        per_sub.setdefault(sub, []).append(seq)
+    return bundles_of(per_sub, lambda seq: encode_event(events[seq]),
+                      most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS)
 
 
 class Watchers:
