@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from broker.delivery.slots import Slots
+from broker.slots import Slots
 
 
 async def hold(slots: Slots, name: str, order: list[str], release: asyncio.Event) -> None:

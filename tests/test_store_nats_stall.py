@@ -7,14 +7,19 @@ deliveries until their claim lease runs out.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from broker.errors import StoreUnavailable
 from broker.store.nats import NatsStore
 from broker.store.nats_config import NatsConfig
+from broker.store.nats_pull import PULLS_AT_ONCE, Pulls
 from tests.nats_server import NatsServer, own_server  # noqa: F401  (the ``server`` fixture)
 from tests.store_contract import LOG, appends, event, eventually, fill, prefix_for
 
@@ -80,3 +85,30 @@ async def test_deliveries_answered_after_their_claim_gave_up_are_claimable_at_on
     # The server sent the two to the abandoned pull's inbox once it woke up; they come back
     # by nak, not after the 60 s lease.
     await eventually(claimed_the_rest, deadline=10)
+
+
+async def test_a_connection_keeps_at_most_pulls_at_once_open() -> None:
+    # Workers beyond the gate wait before sending, so the open ones are answered in time.
+    release = asyncio.Event()
+
+    class Counting(Pulls):
+        open = most = 0
+
+        async def _pull(self, stream: str, consumer: str, batch: int, *, timeout: float,
+                        expires: float | None, max_bytes: int | None) -> list[Msg]:
+            self.open += 1
+            self.most = max(self.most, self.open)
+            await release.wait()
+            self.open -= 1
+            return []
+
+    pulls = Counting(cast(Client, None))
+    waiting = [asyncio.create_task(pulls.pull("S", "c", 1, timeout=1.0)) for _ in range(3 * PULLS_AT_ONCE)]
+
+    async def gated() -> bool:
+        return pulls.open == PULLS_AT_ONCE
+
+    await eventually(gated)
+    release.set()
+    assert await asyncio.gather(*waiting) == [[]] * (3 * PULLS_AT_ONCE)
+    assert pulls.most == PULLS_AT_ONCE

@@ -15,9 +15,9 @@ import aiohttp
 
 from broker.bindings.http import encode_binary, encode_structured, has_event
 from broker.delivery.sender import Response
-from broker.delivery.slots import Slots
 from broker.errors import BadResponse, InvalidEvent, TransportError
 from broker.event import Event
+from broker.slots import Slots
 
 MAX_RESPONSE_BYTES = 1 << 20
 """Response bodies are read up to 1 MiB; a reply event larger than that is refused."""

@@ -110,6 +110,10 @@ class _Session:
     dead: DeadLetters
     cursors: KeyValue
     pulls: Pulls
+    """The log reader's and the dead-letter reader's fetches."""
+    claim_pulls: Pulls
+    """The claims' fetches: their own gate, so a thousand workers' claims never queue the
+    router's reads of the log."""
 
 
 class NatsStore:
@@ -139,14 +143,15 @@ class NatsStore:
         except BaseException:
             await nc.close()
             raise
-        timeout, pulls = cfg.timeout, Pulls(nc)
+        timeout, pulls, claim_pulls = cfg.timeout, Pulls(nc), Pulls(nc)
         self._session = _Session(
             nc=nc, js=js, heads=Heads(nc, js, names, timeout=timeout),
             reader=LogReader(nc, js, names, pulls=pulls, timeout=timeout),
             router=Router(nc, js, cursors, names, owner=self._owner, timeout=timeout),
-            claims=Claims(nc, js, names, pulls=pulls, lease=cfg.claim_lease, timeout=timeout),
+            claims=Claims(nc, js, names, pulls=claim_pulls, lease=cfg.claim_lease, timeout=timeout),
             leases=Leases(leases, names, ttl=cfg.lease_ttl, owner=self._owner, timeout=timeout),
-            dead=DeadLetters(js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls)
+            dead=DeadLetters(js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls,
+            claim_pulls=claim_pulls)
         await self._watchers.listen(nc, self._owner)
 
     async def close(self) -> None:
@@ -312,6 +317,7 @@ class NatsStore:
         await session.heads.close()
         await session.router.close()
         await session.pulls.close()
+        await session.claim_pulls.close()
         with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
             if graceful:
                 await session.reader.close()

@@ -3,9 +3,8 @@
 ``asyncio.Semaphore`` in Python 3.11 scans all its waiters on every acquire made while a
 released slot has not yet been taken up (``locked()`` asks each waiter whether it was
 cancelled). With 1,000 Triggers each keeping 64 deliveries in flight, tens of thousands of
-requests wait for the sender's 256 connections, and those scans took 8% of the event loop
-(bench/RESULTS.md, S3 with 1,000 Triggers).
-"""
+requests wait for the HTTP sender's 256 connections, and those scans took 8% of the event loop
+(bench/RESULTS.md, S3 with 1,000 Triggers). The NATS store gates its fetches with one too."""
 
 from __future__ import annotations
 
