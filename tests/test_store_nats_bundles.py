@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from nats.js import api
 
+from broker.errors import StoreFull
 from broker.event import Event
 from broker.store.bundle import BUNDLE_BYTES, BUNDLE_EVENTS
 from broker.store.nats import NatsStore
 from broker.store.nats_route import bundles
-from tests.store_contract import LOG, claim_n, event, eventually, fill
+from tests.store_contract import LOG, appends, claim_n, event, eventually, fill
 from tests.test_store_nats import LEASE, make_store
 
 
@@ -138,3 +139,31 @@ async def test_a_dead_holder_s_message_comes_back_whole(two: tuple[NatsStore, Na
     await a.finish("ns/a", seqs[:2])
     await a.abandon()
     assert [d.seq for d in await claim_n(b, "ns/a", 5, deadline=10 * LEASE)] == seqs
+
+
+async def test_a_release_the_full_stream_refused_is_not_lost(nats_url: str, tmp_path: Path) -> None:
+    # The deliveries stream holds at most two messages: publishing a released delivery again
+    # is refused. The message carrying it must then come back (after the lease), never be
+    # acked with that delivery inside.
+    store = make_store(nats_url, tmp_path, max_events=2)
+    await store.open()
+    try:
+        first = await _routed(store, 2)  # one message to ns/a
+        await eventually(appends(store, [event(3)], StoreFull))  # once the routed two are pruned
+        (third,) = [e.seq for e in await store.read(LOG, first[-1], 10)]
+        await store.route(LOG, third, [(third, "ns/b")])  # the second message: the stream is full
+        assert [d.seq for d in await claim_n(store, "ns/a", 2)] == first
+        await store.release("ns/a", first[:1])  # refused; best effort, so no error
+        with pytest.raises(StoreFull):
+            await store.finish("ns/a", first[1:])  # the refused one is tried again, refused again
+        await claim_n(store, "ns/b", 1)
+        await store.finish("ns/b", [third])  # room again
+        got: list[int] = []
+
+        async def back() -> bool:
+            got.extend(d.seq for d in await store.claim("ns/a", 10))
+            return first[0] in got
+
+        await eventually(back, deadline=10 * LEASE)
+    finally:
+        await store.close()

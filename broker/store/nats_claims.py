@@ -185,11 +185,16 @@ class Claims:
             if not bundle.open and not bundle.spent:
                 await bundle.msg.nak()
                 continue
-            back = bundle.give_back()
+            back = bundle.to_give_back()
             if back:
                 body = encode_bundle(bundle.log, [(seq, encode_event(e)) for seq, e in back.items()])
+                # A retry after a publish that timed out but was stored must not store it twice;
+                # the message's stream sequence keeps the id apart from any other give-back.
+                seqs = list(back)
+                msg_id = f"{bundle.msg.metadata.sequence.stream}:back:{seqs[0]}-{seqs[-1]}-{len(seqs)}"
                 await self._js.publish(self._names.delivery_subject(subscription), body,
-                                       timeout=self._timeout)
+                                       timeout=self._timeout, headers={"Nats-Msg-Id": msg_id})
+                bundle.given_back()
             if not bundle.open:
                 await bundle.msg.ack()
 

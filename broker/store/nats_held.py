@@ -40,11 +40,15 @@ class Bundle:
     spent: bool = False
     """Whether any delivery of it finished or was published again: it must not be nak'ed."""
 
-    def give_back(self) -> dict[int, Event]:
-        """Take the released deliveries not published again yet, to publish (ascending)."""
-        back, self.back = sorted(self.back), []
-        self.spent = self.spent or bool(back)
-        return {seq: self.events[seq] for seq in back}
+    def to_give_back(self) -> dict[int, Event]:
+        """The released deliveries not published again yet (ascending)."""
+        return {seq: self.events[seq] for seq in sorted(self.back)}
+
+    def given_back(self) -> None:
+        """They are published again: the message must not be nak'ed any more. (Not before the
+        publish succeeded: a failed one is tried again when the message is next settled.)"""
+        self.spent = self.spent or bool(self.back)
+        self.back = []
 
 
 class Held:
