@@ -6,14 +6,25 @@ with them most of a store's cost in fan-out; a bundle pays them once for up to
 subscription has its own consumer or topic), seqs ascending. How a bundle is settled once its
 deliveries have outcomes is the store's own business (:mod:`broker.store.nats_held`,
 :mod:`broker.store.kafka_offsets`).
+
+Layout of a bundle (big-endian), the same on both stores: ``u16`` log name length, the log name
+(UTF-8), then per delivery ``u64`` entry seq and the event as the store frames it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
+from broker.event import Event
+
 K = TypeVar("K")
+EventAt = Callable[[memoryview, int], tuple[Event, int]]
+"""A store's event decoder: the event framed at a position, and the position after it."""
+
+_HEAD = struct.Struct(">H")
+_SEQ = struct.Struct(">Q")
 
 BUNDLE_EVENTS = 64
 """Most deliveries in one bundle: a worker's default prefetch (``maxInFlight`` 64)."""
@@ -56,3 +67,27 @@ def bundles_of(
 
     return [(group, [(seq, bodies[seq]) for seq in bundle])
             for group, seqs in groups.items() for bundle in cut(sorted(set(seqs)), size, most=most(group))]
+
+
+def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:
+    """A bundle of ``(seq, framed event)`` pairs of ``log`` (see the module docstring)."""
+    name = log.encode()
+    parts = [_HEAD.pack(len(name)), name]
+    for seq, body in deliveries:
+        parts.append(_SEQ.pack(seq))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def decode_bundle(payload: bytes, event_at: EventAt) -> tuple[str, list[tuple[int, Event]]]:
+    """``(log, [(seq, event), ...])`` of a bundle, events decoded by ``event_at``."""
+    view = memoryview(payload)
+    (size,) = _HEAD.unpack_from(view, 0)
+    log = bytes(view[2 : 2 + size]).decode()
+    at = 2 + size
+    out: list[tuple[int, Event]] = []
+    while at < len(view):
+        (seq,) = _SEQ.unpack_from(view, at)
+        event, at = event_at(view, at + _SEQ.size)
+        out.append((seq, event))
+    return log, out

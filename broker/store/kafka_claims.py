@@ -12,8 +12,7 @@ stops another's fetching.
 
 * finish / dead-letter: the delivery is done, and its record's offset once all of the
   record's deliveries are; per partition the offset after the longest run of done records is
-  committed (at once, awaited; during a rebalance at the
-  revocation or after it).
+  committed (at once, awaited; during a rebalance at the revocation or after it).
 * release: the delivery waits again, in front of its buffer.
 * Exclusivity: a partition holding a delivery this handle claimed (or finished and could not
   commit yet) is pinned to this handle by the group's assignor

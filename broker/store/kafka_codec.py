@@ -22,8 +22,9 @@ from collections.abc import Collection, Mapping, Sequence
 import orjson
 
 from broker.event import PARTITION_KEY, Event
+from broker.store import bundle
 from broker.store.base import Delivery
-from broker.store.bundle import BUNDLE_EVENTS, bundles_of
+from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
 from broker.store.memory import encode_attributes
 
 SEQ_SPAN = 1_000_000
@@ -31,8 +32,6 @@ SEQ_SPAN = 1_000_000
 
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
-_HEAD = struct.Struct(">H")
-_SEQ = struct.Struct(">Q")
 
 
 def seq_of(offset: int, index: int) -> int:
@@ -96,7 +95,7 @@ def delivery_records(
         groups.setdefault((name, delivery_key(events[seq], ordered=name in ordered)), []).append(seq)
     cut = bundles_of(groups, lambda seq: frame(events[seq]),
                      most=lambda group: 1 if group[0] in ordered else BUNDLE_EVENTS)
-    return [(name, key, encode_bundle(log, bundle)) for (name, key), bundle in cut]
+    return [(name, key, encode_bundle(log, deliveries)) for (name, key), deliveries in cut]
 
 
 def frame(event: Event) -> bytes:
@@ -104,28 +103,15 @@ def frame(event: Event) -> bytes:
     return _frame(event)[0]
 
 
-def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:
-    """A delivery record of ``(seq, framed event)`` pairs (events from :func:`frame`)."""
-    name = log.encode()
-    parts = [_HEAD.pack(len(name)), name]
-    for seq, body in deliveries:
-        parts.append(_SEQ.pack(seq))
-        parts.append(body)
-    return b"".join(parts)
-
-
 def decode_bundle(subscription: str, value: bytes) -> list[Delivery]:
     """The deliveries of a delivery record, ascending by seq."""
-    view = memoryview(value)
-    (length,) = _HEAD.unpack_from(view, 0)
-    log = bytes(view[2 : 2 + length]).decode()
-    at = 2 + length
-    out: list[Delivery] = []
-    while at < len(view):
-        (seq,) = _SEQ.unpack_from(view, at)
-        event, _, at = _unframe(view, at + 8)
-        out.append(Delivery(log=log, subscription=subscription, seq=seq, event=event))
-    return out
+    log, found = bundle.decode_bundle(value, _event_at)
+    return [Delivery(log=log, subscription=subscription, seq=seq, event=event) for seq, event in found]
+
+
+def _event_at(view: memoryview, at: int) -> tuple[Event, int]:
+    event, _, after = _unframe(view, at)
+    return event, after
 
 
 def _frame(event: Event) -> tuple[bytes, int]:

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaProducer
 
+from broker.store.bundle import encode_bundle
 from broker.store.kafka_buffer import SubscriptionBuffer
-from broker.store.kafka_codec import encode_bundle, frame
+from broker.store.kafka_codec import frame
 from broker.store.kafka_config import kafka_errors
 from broker.store.kafka_offsets import Offsets
 

@@ -1,7 +1,7 @@
 """Claims of the NATS store: pending deliveries handed out by one durable consumer per subscription.
 
 Each subscription has a durable pull consumer on the deliveries stream, filtered to its
-subjects, with explicit acks and ``ack_wait`` = the claim lease. A claim is a fetch: JetStream
+subject, with explicit acks and ``ack_wait`` = the claim lease. A claim is a fetch: JetStream
 hands a message to one fetcher at a time, so the claim is exclusive across every handle and
 process. A message carries a bundle of deliveries; this handle keeps what it fetched
 (:mod:`broker.store.nats_held`) until each delivery is finished, dead-lettered or released,
@@ -30,8 +30,8 @@ from nats.js import JetStreamContext, api
 
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
-from broker.store.bundle import BUNDLE_EVENTS
-from broker.store.nats_codec import decode_bundle, encode_bundle, encode_event
+from broker.store.bundle import BUNDLE_EVENTS, encode_bundle
+from broker.store.nats_codec import decode_bundle, encode_event
 from broker.store.nats_held import Bundle, Held
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names

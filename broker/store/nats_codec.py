@@ -13,9 +13,8 @@ Layouts (big-endian)
 * event: ``u32`` attribute JSON length, the attributes as orjson JSON (value types kept),
   ``i32`` data length (``-1``: no data), the data.
 * log message: events back to back.
-* delivery message (a bundle of one subscription's pending deliveries from one log): ``u16``
-  log name length, the log name (UTF-8), then per delivery ``u64`` entry seq and an event,
-  seqs ascending.
+* delivery message: a bundle of one subscription's pending deliveries from one log, seqs
+  ascending, events as above (:mod:`broker.store.bundle`).
 * cursor (KV value): ``"<seq> <routed>"`` in ASCII, ``routed`` being how many entries of the
   message holding ``seq`` are at or below it (0 when ``seq`` ends its message). That message
   stays in the stream until the cursor passes its end, and ``routed`` lets usage count only
@@ -31,6 +30,7 @@ from collections.abc import Sequence
 
 from broker.errors import EventTooLarge
 from broker.event import Event
+from broker.store import bundle
 from broker.store.base import LogEntry
 from broker.store.memory import encode_attributes
 from broker.store.sqlite_schema import _event
@@ -40,8 +40,6 @@ SCALE = 1_000_000
 
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
-_U16 = struct.Struct(">H")
-_U64 = struct.Struct(">Q")
 
 
 def message_of(seq: int) -> int:
@@ -121,26 +119,6 @@ def encode_event(event: Event) -> bytes:
     return bytes(out)
 
 
-def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:
-    """A delivery message of ``(seq, encoded event)`` pairs (events from :func:`encode_event`)."""
-    name = log.encode()
-    out = bytearray(_U16.pack(len(name)))
-    out += name
-    for seq, body in deliveries:
-        out += _U64.pack(seq)
-        out += body
-    return bytes(out)
-
-
 def decode_bundle(payload: bytes) -> tuple[str, list[tuple[int, Event]]]:
-    """``(log, [(seq, event), ...])`` of a delivery message."""
-    view = memoryview(payload)
-    (size,) = _U16.unpack_from(view, 0)
-    log = bytes(view[2 : 2 + size]).decode()
-    at = 2 + size
-    out: list[tuple[int, Event]] = []
-    while at < len(view):
-        (seq,) = _U64.unpack_from(view, at)
-        event, at = _decode_event(view, at + 8)
-        out.append((seq, event))
-    return log, out
+    """``(log, [(seq, event), ...])`` of a delivery message (:mod:`broker.store.bundle`)."""
+    return bundle.decode_bundle(payload, _decode_event)

@@ -35,8 +35,8 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from broker.event import Event
-from broker.store.bundle import BUNDLE_EVENTS, bundles_of
-from broker.store.nats_codec import SCALE, decode_cursor, encode_bundle, encode_cursor, encode_event
+from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
+from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_event
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
 
