@@ -54,13 +54,17 @@ class Backend:
     cursor passed it: ``stats().events`` then counts log entries not yet routed."""
     abandon: Callable[[EventStore], Awaitable[None]] | None = None
     """Stop a handle as a crash would: no release, no clean leave (shared backends)."""
-    bundles: bool = False
-    """One route's deliveries of a subscription share one message, and ``stats().pending``
-    counts messages."""
+    messages: Callable[[list[tuple[int, str]]], int] | None = None
+    """How many messages one route of these pairs writes, where deliveries share messages and
+    ``stats().pending`` counts messages; ``None``: it counts deliveries."""
+
+    @property
+    def bundles(self) -> bool:
+        return self.messages is not None
 
     def pending(self, pairs: list[tuple[int, str]]) -> int:
         """What ``stats().pending`` says after one route of ``pairs``."""
-        return len({sub for _, sub in pairs}) if self.bundles else len(set(pairs))
+        return len(set(pairs)) if self.messages is None else self.messages(pairs)
 
 
 OpenStore = Callable[..., Awaitable[EventStore]]

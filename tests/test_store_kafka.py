@@ -59,7 +59,8 @@ def backend(kafka_bootstrap: str) -> Backend:
         url = url_of(kafka_bootstrap, place)
         return kafka_store_from_url(url, max_events=max_events, max_bytes=max_bytes)
 
-    return Backend(make=make, durable=True, shared=True, copies_on_route=True, abandon=abandon, bundles=True)
+    return Backend(make=make, durable=True, shared=True, copies_on_route=True, abandon=abandon,
+                   messages=lambda pairs: len({sub for _, sub in pairs}))
 
 
 def keys_by_partition(partitions: int) -> list[str]:

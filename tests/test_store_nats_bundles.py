@@ -13,7 +13,7 @@ from broker.errors import StoreFull
 from broker.event import Event
 from broker.store.bundle import BUNDLE_BYTES, BUNDLE_EVENTS
 from broker.store.nats import NatsStore
-from broker.store.nats_route import bundles
+from broker.store.nats_route import split
 from tests.store_contract import LOG, appends, claim_n, event, eventually, fill
 from tests.test_store_nats import LEASE, make_store
 
@@ -35,11 +35,13 @@ def _big(n: int, size: int) -> Event:
 @pytest.mark.parametrize(
     ("what", "pairs", "events", "ordered", "expected"),
     [
-        ("one bundle per subscription", [(1, "a"), (2, "a"), (2, "b"), (3, "a")], {}, (),
-         [("a", [1, 2, 3]), ("b", [2])]),
+        ("one unordered subscription: bundles of its own", [(1, "a"), (2, "a"), (2, "o"), (3, "a")], {},
+         ("o",), [("a", [1, 2, 3]), ("o", [2])]),
         ("repeated pairs once", [(2, "a"), (1, "a"), (2, "a")], {}, (), [("a", [1, 2])]),
         ("ordered: one per message", [(1, "o"), (2, "o"), (1, "a")], {}, ("o",),
          [("o", [1]), ("o", [2]), ("a", [1])]),
+        ("two unordered subscriptions: fan messages, ordered ones apart", [(1, "a"), (1, "b"), (1, "o")],
+         {}, ("o",), [("o", [1])]),
         ("cut at the event count", [(n, "a") for n in range(1, BUNDLE_EVENTS + 3)], {}, (),
          [("a", list(range(1, BUNDLE_EVENTS + 1))), ("a", [BUNDLE_EVENTS + 1, BUNDLE_EVENTS + 2])]),
         ("cut at the byte size", [(1, "a"), (2, "a"), (3, "a")],
@@ -54,7 +56,7 @@ def test_bundles_are_cut_by_count_size_and_order(
     expected: list[tuple[str, list[int]]],
 ) -> None:
     found = {seq: events.get(seq, event(seq)) for seq, _ in pairs}
-    cut = bundles(pairs, found, ordered)
+    cut, _ = split(pairs, found, ordered)
     assert [(sub, [seq for seq, _ in bundle]) for sub, bundle in cut] == expected, what
 
 

@@ -82,7 +82,7 @@ from broker.store.nats_io import connect, ensure_stream, mapped, set_up
 from broker.store.nats_lease import Leases
 from broker.store.nats_log import Heads, LogReader
 from broker.store.nats_pull import Pulls
-from broker.store.nats_route import Router, Watchers
+from broker.store.nats_route import Router, Watchers, notice
 from broker.store.nats_usage import Room, Usage, measure
 
 MESSAGE_OVERHEAD = 64
@@ -125,6 +125,7 @@ class NatsStore:
         self._owner = ""
         self._session: _Session | None = None
         self._watchers = Watchers(self._names)
+        self._watchers.news = self._news
         self._recent: dict[str, dict[int, Event]] = {}
         """Entries this handle read and has not routed yet, for the copies deliveries carry."""
         self._room = Room(max_events=config.max_events, max_bytes=config.max_bytes, measure=self._measure)
@@ -148,7 +149,8 @@ class NatsStore:
             nc=nc, js=js, heads=Heads(nc, js, names, timeout=timeout),
             reader=LogReader(nc, js, names, pulls=pulls, timeout=timeout),
             router=Router(nc, js, cursors, names, owner=self._owner, timeout=timeout),
-            claims=Claims(nc, js, names, pulls=claim_pulls, lease=cfg.claim_lease, timeout=timeout),
+            claims=Claims(nc, js, names, pulls=claim_pulls, lease=cfg.claim_lease, timeout=timeout,
+                          tell=self._watchers.tell, moved=self._moved_out),
             leases=Leases(leases, names, ttl=cfg.lease_ttl, owner=self._owner, timeout=timeout),
             dead=DeadLetters(js, names, pulls=pulls, timeout=timeout), cursors=cursors, pulls=pulls,
             claim_pulls=claim_pulls)
@@ -240,12 +242,15 @@ class NatsStore:
         if missing:
             events.update(await s.reader.events(log, missing))
         routed = await s.reader.routed(log, upto)
-        await s.router.route(log, upto, pairs, events, routed=routed, ordered=ordered)
+        direct, fanned = await s.router.route(log, upto, pairs, events, routed=routed, ordered=ordered)
+        s.claims.due.news(direct, fanned)
         for seq in [seq for seq in recent if seq <= upto]:
             del recent[seq]
 
     async def claim(self, subscription: str, limit: int, *, ordered: bool = False) -> Sequence[Delivery]:
-        return await self._connected().claims.claim(subscription, limit, ordered)
+        s = self._connected()
+        await self._watchers.listen(s.nc, self._owner, claiming=True)  # other routers' news
+        return await s.claims.claim(subscription, limit, ordered)
 
     async def release(self, subscription: str, seqs: Sequence[int]) -> None:
         s = self._connected()
@@ -267,13 +272,18 @@ class NatsStore:
         return await self._connected().dead.read(log)
 
     async def forget(self, subscription: str) -> None:
+        """Delete the subscription's consumer and messages. Its deliveries in fan messages
+        stored by then are dropped when this handle fetches them; another process that fetches
+        one first moves them to the subscription's subject, where they stay (counted in
+        ``pending``) until it is forgotten again or ``retention`` ends."""
         s = self._connected()
         stream = self._names.deliveries_stream
         with mapped(f"forgetting {subscription}"):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await s.js.delete_consumer(stream, self._names.consumer(subscription))
             await s.js.purge_stream(stream, subject=self._names.delivery_subject(subscription))
-        s.claims.drop(subscription)
+            last = (await s.js.stream_info(stream)).state.last_seq
+        await s.claims.drop(subscription, last)
 
     async def lease(self, log: str) -> bool:
         s = self._session
@@ -289,6 +299,20 @@ class NatsStore:
         self._room.measured(usage)
         return StoreStats(events=usage.log_events, bytes=usage.log_bytes, pending=usage.pending,
                           dead_letters=usage.dead_letters)
+
+    def _news(self, direct: Collection[str], fanned: bool) -> None:
+        if self._session is not None:
+            self._session.claims.due.news(direct, fanned)
+
+    def _moved_out(self, subscriptions: Collection[str]) -> None:
+        """Deliveries of fan messages were published on ``subscriptions``' own subjects: wake
+        this process's workers and tell the other handles."""
+        self._watchers.tell(subscriptions)
+        s = self._session
+        if s is not None and s.nc.is_connected:
+            body = notice(self._owner, subscriptions, subscriptions)
+            task = asyncio.get_running_loop().create_task(s.nc.publish(self._names.wake_subject, body))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _unblocked(self, s: _Session, subscription: str) -> None:
         """An ordered subscription's next delivery is handed out only once the held one ends, so

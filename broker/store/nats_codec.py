@@ -92,6 +92,10 @@ def _decode_event(payload: bytes | memoryview, at: int) -> tuple[Event, int]:
     return _event(attrs, bytes(payload[at : at + length])), at + length
 
 
+decode_event_at = _decode_event
+"""The event framed at a position of a payload, and the position after it."""
+
+
 def encode_batch(events: Sequence[Event]) -> bytes:
     """One log message holding ``events``; :class:`EventTooLarge` beyond :data:`SCALE` events."""
     if len(events) > SCALE:

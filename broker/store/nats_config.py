@@ -94,6 +94,20 @@ class NatsConfig:
             duplicate_window=_window(self.duplicate_window, self.dead_retention), num_replicas=self.replicas)
 
 
+UNORDERED_MAX_ACK_PENDING = 20_000
+"""Messages of one unordered subscription (or fan messages) held at once across all processes."""
+
+
+def consumer_config(name: str, subject: str, *, lease: float, ordered: bool) -> api.ConsumerConfig:
+    """A durable pull consumer of the deliveries stream handing out ``subject``'s messages,
+    each held ``lease`` seconds unless acked or reported in progress; ``ordered``: one at a time."""
+    return api.ConsumerConfig(
+        name=name, durable_name=name, filter_subject=subject, deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.EXPLICIT, ack_wait=lease, max_deliver=-1,
+        max_ack_pending=1 if ordered else UNORDERED_MAX_ACK_PENDING,
+    )
+
+
 def _window(duplicate_window: float, max_age: float | None) -> float:
     # The server refuses a deduplication window longer than the stream's max_age; a message
     # older than max_age is gone anyway, so there is nothing left to be a duplicate of.

@@ -11,6 +11,7 @@ what                        stream / bucket                             subject
 ==========================  ==========================================  ==============================
 log ``ns/b``                ``<PREFIX>_LOG_ns_b``                       ``<prefix>.log.ns.b.<count>``
 pending deliveries          ``<PREFIX>_DELIVERIES`` (work queue)        ``<prefix>.dl.<ns>.<trigger>``
+fan messages                ``<PREFIX>_DELIVERIES``                     ``<prefix>.dl.fan``
 dead letters                ``<PREFIX>_DEAD``                           ``<prefix>.dead.<ns>.<broker>``
 router cursors              KV ``<PREFIX>_CURSORS``, key ``ns_b``
 routing leases              KV ``<PREFIX>_LEASES``, key ``ns_b``
@@ -101,6 +102,12 @@ class Names:
 
     def delivery_subject(self, subscription: str) -> str:
         return f"{self._subject}.dl.{name_tokens(subscription)}"
+
+    @property
+    def fan_subject(self) -> str:
+        """Fan messages (:mod:`broker.store.nats_fan`): one token after ``dl``, where every
+        subscription's subject has two, so it is nobody's."""
+        return f"{self._subject}.dl.fan"
 
     def consumer(self, subscription: str) -> str:
         """The durable consumer that hands out ``subscription``'s deliveries."""

@@ -37,6 +37,7 @@ from nats.js.kv import KeyValue
 from broker.event import Event
 from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
 from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_event
+from broker.store.nats_fan import FAN_MIN, Groups, encode_fan, fan_messages
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
 
@@ -78,19 +79,21 @@ class Router:
     async def route(
         self, log_name: str, upto: int, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event],
         *, routed: int, ordered: Collection[str] = (),
-    ) -> None:
+    ) -> tuple[set[str], bool]:
         """Record ``pairs`` (all above the cursor, ``events`` holding their events), then move
         the cursor to ``upto`` and announce the subscriptions. ``routed``: entries of ``upto``'s
         message at or below ``upto`` (see :func:`~broker.store.nats_codec.encode_cursor`);
-        ``ordered``: subscriptions whose deliveries go one per message."""
+        ``ordered``: subscriptions whose deliveries go one per message. Returns the
+        subscriptions given messages of their own, and whether fan messages were written."""
         with mapped(f"routing {log_name}"):
-            await self._publish(log_name, pairs, events, ordered)
+            direct, fanned = await self._publish(log_name, pairs, events, ordered)
             await self._advance(log_name, upto, routed)
             if pairs:
-                notice = orjson.dumps([self._owner, sorted({sub for _, sub in pairs})])
+                body = notice(self._owner, {sub for _, sub in pairs}, direct)
                 with contextlib.suppress(nats.errors.Error):
-                    await self._nc.publish(self._names.wake_subject, notice)
+                    await self._nc.publish(self._names.wake_subject, body)
         self._prune_later(log_name, upto)
+        return direct, fanned
 
     async def close(self) -> None:
         self._closed = True
@@ -103,19 +106,31 @@ class Router:
     async def _publish(
         self, log_name: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event],
         ordered: Collection[str] = (),
-    ) -> None:
+    ) -> tuple[set[str], bool]:
+        """Publish ``pairs``; returns the subscriptions given messages of their own, and whether
+        fan messages were published."""
         futures: list[asyncio.Future[api.PubAck]] = []
+        direct: set[str] = set()
+        fanned = False
         try:
-            for sub, bundle in bundles(pairs, events, ordered):
+            own, fan = split(pairs, events, ordered)
+            for sub, bundle in own:
                 first, last = bundle[0][0], bundle[-1][0]
+                direct.add(sub)
                 futures.append(await self._js.publish_async(
                     self._names.delivery_subject(sub), encode_bundle(log_name, bundle),
                     headers={"Nats-Msg-Id": f"{log_name}:{first}:{last}:{sub}"}))
+            for groups, chunk in fan:
+                body, msg_id = encode_fan(log_name, groups, chunk)
+                fanned = True
+                futures.append(await self._js.publish_async(
+                    self._names.fan_subject, body, headers={"Nats-Msg-Id": msg_id}))
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
         finally:
             for future in futures:
                 future.cancel()
+        return direct, fanned
 
     async def _load(self, log_name: str) -> tuple[int, int]:
         with mapped(f"reading the cursor of {log_name}"):
@@ -171,16 +186,35 @@ class Router:
                 self._pruning[log_name] = asyncio.create_task(self._prune(log_name))
 
 
-def bundles(
+def split(
     pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str] = ()
-) -> list[tuple[str, list[tuple[int, bytes]]]]:
-    """``pairs`` as ``(subscription, [(seq, encoded event), ...])`` bundles
-    (:func:`broker.store.bundle.bundles_of`); an ordered subscription's hold one delivery."""
+) -> tuple[list[tuple[str, list[tuple[int, bytes]]]], list[tuple[Groups, list[tuple[int, bytes]]]]]:
+    """``pairs`` as bundles of one subscription each (:func:`broker.store.bundle.bundles_of`;
+    an ordered subscription's hold one delivery) and fan messages
+    (:func:`broker.store.nats_fan.fan_messages`): the unordered subscriptions' deliveries go in
+    fan messages when there are at least :data:`~broker.store.nats_fan.FAN_MIN` of them."""
     per_sub: dict[str, list[int]] = {}
     for seq, sub in pairs:
         per_sub.setdefault(sub, []).append(seq)
-    return bundles_of(per_sub, lambda seq: encode_event(events[seq]),
-                      most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS)
+    bodies: dict[int, bytes] = {}
+
+    def encode(seq: int) -> bytes:
+        body = bodies.get(seq)
+        if body is None:
+            body = bodies[seq] = encode_event(events[seq])
+        return body
+
+    unordered = {sub: seqs for sub, seqs in per_sub.items() if sub not in ordered}
+    if len(unordered) < FAN_MIN:
+        return bundles_of(per_sub, encode, most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS), []
+    own = bundles_of({sub: seqs for sub, seqs in per_sub.items() if sub in ordered}, encode, most=lambda _: 1)
+    return own, fan_messages(unordered, encode)
+
+
+def notice(owner: str, subscriptions: Collection[str], direct: Collection[str]) -> bytes:
+    """A wake notice: ``subscriptions`` got deliveries, ``direct`` (some of them) on their own
+    subjects (the others' are in fan messages)."""
+    return orjson.dumps([owner, sorted(subscriptions), sorted(direct)])
 
 
 class Watchers:
@@ -193,6 +227,9 @@ class Watchers:
     def __init__(self, names: Names) -> None:
         self._names = names
         self._callbacks: list[Callable[[Collection[str]], None]] = []
+        self.news: Callable[[Collection[str], bool], None] = lambda direct, fanned: None
+        """Told of every notice from another handle: the subscriptions given messages of
+        their own, and whether any went in fan messages."""
         self._sub: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -210,16 +247,18 @@ class Watchers:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def listen(self, nc: Client, owner: str) -> None:
-        """Subscribe to wake notices once there is a callback (notices from ``owner`` are this
-        handle's own and ignored)."""
-        if self._sub is not None or not self._callbacks:
+    async def listen(self, nc: Client, owner: str, *, claiming: bool = False) -> None:
+        """Subscribe to wake notices once there is a callback or ``claiming`` (notices from
+        ``owner`` are this handle's own and ignored)."""
+        if self._sub is not None or not (self._callbacks or claiming):
             return
 
         async def on_notice(msg: Msg) -> None:
             with contextlib.suppress(ValueError):
-                sender, subscriptions = orjson.loads(msg.data)
+                sender, subscriptions, *rest = orjson.loads(msg.data)
                 if sender != owner:
+                    direct = rest[0] if rest else subscriptions
+                    self.news(direct, len(direct) < len(subscriptions))
                     self.tell(subscriptions)
 
         with contextlib.suppress(nats.errors.Error):
