@@ -18,6 +18,7 @@ import pytest
 from broker.errors import EventTooLarge, StoreFull, StoreUnavailable
 from broker.store.base import Delivery, EventStore
 from broker.store.factory import open_store
+from broker.store.fan import FAN_MIN
 from broker.store.nats import NatsStore, nats_store_from_url
 from broker.store.nats_codec import (
     SCALE,
@@ -28,7 +29,6 @@ from broker.store.nats_codec import (
     message_of,
 )
 from broker.store.nats_config import NatsConfig
-from broker.store.nats_fan import FAN_MIN
 from broker.store.nats_names import Names, name_id, name_tokens
 from tests.nats_server import NatsServer, own_server  # noqa: F401  (the ``server`` fixture)
 from tests.store_contract import (

@@ -12,10 +12,11 @@ from nats.js import api
 
 from broker.event import Event
 from broker.store import nats_claims
+from broker.store.fan import FAN_DELIVERIES, FAN_HEADER_BYTES, fan_messages
 from broker.store.nats import NatsStore
 from broker.store.nats_codec import encode_event
 from broker.store.nats_due import FAN_EVERY, OWN_EVERY, Due
-from broker.store.nats_fan import FAN_DELIVERIES, FAN_HEADER_BYTES, decode_fan, encode_fan, fan_messages
+from broker.store.nats_fan import decode_fan, encode_fan
 from tests.store_contract import LOG, claim_n, event, eventually, fill
 from tests.test_store_nats import LEASE, make_store
 

@@ -3,9 +3,10 @@
 A message per delivery costs the log server a write, a read and an acknowledgement each, and
 with them most of a store's cost in fan-out; a bundle pays them once for up to
 :data:`BUNDLE_EVENTS` deliveries. A bundle holds deliveries of one subscription only (each
-subscription has its own consumer or topic), seqs ascending. How a bundle is settled once its
-deliveries have outcomes is the store's own business (:mod:`broker.store.nats_held`,
-:mod:`broker.store.kafka_offsets`).
+subscription has its own consumer or topic), seqs ascending; fan records
+(:mod:`broker.store.fan`) wrap one bundle of events for many subscriptions. How a bundle is
+settled once its deliveries have outcomes is the store's own business
+(:mod:`broker.store.nats_held`, :mod:`broker.store.kafka_offsets`).
 
 Layout of a bundle (big-endian), the same on both stores: ``u16`` log name length, the log name
 (UTF-8), then per delivery ``u64`` entry seq and the event as the store frames it.

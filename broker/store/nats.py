@@ -37,7 +37,8 @@ exceed the longest outage to ride out. With ``create=false`` a missing stream or
 * **read / wait / head**: see :mod:`broker.store.nats_log`. **route / cursor**: see
   :mod:`broker.store.nats_route`: deliveries carry copies of their events, so routed log
   messages are purged soon after the cursor passed them.
-* **claim / release / finish / forget**: see :mod:`broker.store.nats_claims`.
+* **claim / release / finish / forget**: see :mod:`broker.store.nats_claims`; when a claim
+  fetches is :mod:`broker.store.nats_due`.
 * **dead_letter**: see :mod:`broker.store.nats_dead`; the delivery is finished once the
   record is stored. **lease**: see :mod:`broker.store.nats_lease`.
 * **limits**: ``max_events`` and ``max_bytes`` bound the log entries not yet routed (bytes as
@@ -49,9 +50,10 @@ exceed the longest outage to ride out. With ``create=false`` a missing stream or
   appends are refused. Full: :class:`~broker.errors.StoreFull`.
 * **stats**: ``events``/``bytes`` are the log entries not yet routed (see
   :mod:`broker.store.nats_usage`), ``pending`` the deliveries stream's messages: each is a
-  bundle of 1 to 64 deliveries of one subscription, so under load ``pending`` counts fewer
-  than the deliveries waiting (a count per message would need a wildcard consumer filter,
-  see :mod:`broker.store.nats_names`). ``dead_letters`` is the dead-letter stream's messages.
+  bundle of 1 to 64 deliveries of one subscription or a fan message of up to 4,096 deliveries
+  of many (:mod:`broker.store.nats_fan`), so ``pending`` counts fewer than the deliveries
+  waiting (a count per message would need a wildcard consumer filter, see
+  :mod:`broker.store.nats_names`). ``dead_letters`` is the dead-letter stream's messages.
 * **close** naks every claim and deletes every lease this handle holds (when connected), so
   another process takes over at once.
 """

@@ -1,17 +1,20 @@
 """Routing in the NATS store: pending deliveries, the router cursor, and pruning the log.
 
 :meth:`Router.route` publishes a subscription's deliveries of one route in bundles
-(:mod:`broker.store.bundle`): a message of up to 64 deliveries carrying copies of their
-events, seqs ascending, with the header ``Nats-Msg-Id: <log>:<first seq>:<last seq>:<sub>``.
-Deliveries of an ordered subscription go one per message, so a release never has to reorder a bundle (see
-:mod:`broker.store.nats_claims`). The publishes are pipelined and all their acks awaited
-before the cursor (a KV key per log, written with compare-and-set so it never moves back) is
-set. A router that crashes in between leaves the cursor behind; the next one routes the same
-entries again from the same cursor, which cuts the same bundles as far as the first route
-went, and the stream drops those as duplicates (within its duplicate window). A bundle cut
-differently (the log had grown) is stored again: its deliveries already recorded are then
-delivered twice, never lost. Then it publishes a core-NATS notice naming the subscriptions,
-which other handles' :meth:`EventStore.watch` callbacks get (:class:`Watchers`).
+(:mod:`broker.store.bundle`): a message of up to 64 deliveries carrying copies of their events,
+seqs ascending, with the header ``Nats-Msg-Id: <log>:<first seq>:<last seq>:<sub>``. Deliveries
+of an ordered subscription go one per message, so a release never has to reorder a bundle (see
+:mod:`broker.store.nats_claims`). When a route has deliveries for at least two unordered
+subscriptions, theirs go in fan messages instead (:mod:`broker.store.nats_fan`, message id
+``<log>:<first seq>:<last seq>:fan:<header digest>``). The publishes are pipelined and all
+their acks awaited before the cursor (a KV key per log, written with compare-and-set so it
+never moves back) is set. A router that crashes in between leaves the cursor behind; the next
+one routes the same entries again from the same cursor, which cuts the same bundles as far as
+the first route went, and the stream drops those as duplicates (within its duplicate window). A
+bundle cut differently (the log had grown) is stored again: its deliveries already recorded are
+then delivered twice, never lost. Then it publishes a core-NATS notice naming the subscriptions
+and which of them got messages of their own, which other handles' :meth:`EventStore.watch`
+callbacks and claims (:mod:`broker.store.nats_due`) get (:class:`Watchers`).
 
 Log messages wholly below the cursor are purged a moment later (one purge per log per
 :data:`PRUNE_DELAY`, however many routes happened meanwhile): every delivery has its own copy
@@ -36,8 +39,9 @@ from nats.js.kv import KeyValue
 
 from broker.event import Event
 from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
+from broker.store.fan import FAN_MIN, Groups, fan_messages
 from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_event
-from broker.store.nats_fan import FAN_MIN, Groups, encode_fan, fan_messages
+from broker.store.nats_fan import encode_fan
 from broker.store.nats_io import mapped
 from broker.store.nats_names import Names
 
