@@ -24,6 +24,7 @@ import pytest
 from broker.errors import StoreError, StoreFull
 from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, EventStore
+from broker.store.fan import FAN_MIN
 
 LOG = "default/broker"
 OTHER_LOG = "other/broker"
@@ -65,6 +66,14 @@ class Backend:
     def pending(self, pairs: list[tuple[int, str]]) -> int:
         """What ``stats().pending`` says after one route of ``pairs``."""
         return len(set(pairs)) if self.messages is None else self.messages(pairs)
+
+
+def fanned_messages(pairs: list[tuple[int, str]]) -> int:
+    """Messages (records) one route of unordered subscriptions and few events writes on a store
+    with fan records (:mod:`broker.store.fan`): a bundle of its own for a lone subscription, else
+    one fan record."""
+    subs = {sub for _, sub in pairs}
+    return len(subs) if len(subs) < FAN_MIN else 1
 
 
 OpenStore = Callable[..., Awaitable[EventStore]]

@@ -34,7 +34,7 @@ def test_delivery_records_group_by_key(
 @pytest.mark.parametrize(
     ("steps", "base", "pinned"),
     [
-        # (operation, offset, seq): "arrive" a record of seqs 1-3 at offset 0, "one" finishes a seq.
+        # (operation, offset, n): a record of three deliveries at offset 0; "one" finishes the n-th.
         ([("one", 0, 1), ("one", 0, 2)], 0, True),
         ([("one", 0, 1), ("one", 0, 2), ("one", 0, 3)], 1, True),  # committable, not yet committed
         ([("one", 0, 2), ("again", 0, 0)], 0, True),
@@ -46,14 +46,15 @@ def test_a_record_is_finished_once_each_delivery_is(
 ) -> None:
     part = PartitionState.starting_at("ns/a", 0)
     assert part.arrive(0)
-    assert part.fresh(0, [1, 2, 3]) == {1, 2, 3}
-    for op, offset, seq in steps:
+    keys = [("ns/a", 1), ("ns/a", 2), ("ns/b", 1)]  # a record of one subscription, or a fan record
+    assert part.fresh(0, keys) == set(keys)
+    for op, offset, at in steps:
         if op == "one":
-            part.finish_one(offset, seq)
-        else:  # the partition came back: the record is fetched again, its finished seq is not new
+            part.finish_one(offset, keys[at - 1])
+        else:  # the partition came back: the record is fetched again, its finished key is not new
             part.revoke()
             assert part.arrive(offset)
-            assert part.fresh(offset, [1, 2, 3]) == {1, 3}
+            assert part.fresh(offset, keys) == {keys[0], keys[2]}
     assert (part.base, part.pinned) == (base, pinned)
 
 

@@ -18,7 +18,6 @@ import pytest
 from broker.errors import EventTooLarge, StoreFull, StoreUnavailable
 from broker.store.base import Delivery, EventStore
 from broker.store.factory import open_store
-from broker.store.fan import FAN_MIN
 from broker.store.nats import NatsStore, nats_store_from_url
 from broker.store.nats_codec import (
     SCALE,
@@ -40,6 +39,7 @@ from tests.store_contract import (
     claim_n,
     event,
     eventually,
+    fanned_messages,
     fill,
     prefix_for,
 )
@@ -61,20 +61,13 @@ async def abandon(store: EventStore) -> None:
     await cast(NatsStore, store).abandon()
 
 
-def _messages(pairs: list[tuple[int, str]]) -> int:
-    """Messages one route (of unordered subscriptions, few events) writes: a bundle of its own
-    for a lone subscription, else one fan message."""
-    subs = {sub for _, sub in pairs}
-    return len(subs) if len(subs) < FAN_MIN else 1
-
-
 @pytest.fixture
 def backend(nats_url: str) -> Backend:
     def make(place: Path, *, max_events: int | None = None, max_bytes: int | None = None) -> EventStore:
         return make_store(nats_url, place, max_events=max_events, max_bytes=max_bytes)
 
     return Backend(make=make, durable=True, shared=True, copies_on_route=True, abandon=abandon,
-                   messages=_messages)
+                   messages=fanned_messages)
 
 
 class TestNatsStoreContract(StoreContract, SharedStoreContract):

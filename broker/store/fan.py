@@ -7,7 +7,7 @@ most of a shared store's cost, whatever the bundle size. When a route has delive
 least :data:`FAN_MIN` unordered subscriptions, a shared store writes them instead as fan
 records, which carry each event once and say which subscriptions get it. How a store hands
 their deliveries out is its own business (:mod:`broker.store.nats_fan`,
-:mod:`broker.store.kafka_fan`).
+:mod:`broker.store.kafka_intake`).
 
 Layout (big-endian): ``u32`` header length, the header (JSON: a list of ``[seqs, subscriptions]``
 groups, each subscription of a group getting each of its seqs), then a bundle of the events

@@ -41,6 +41,9 @@ Layout (topics are created explicitly, see :mod:`broker.store.kafka_topics`):
   unordered one's get no key (spread over the partitions). A record holds a bundle of up to 64
   deliveries of one route sharing a key (:mod:`broker.store.bundle`), one for an ordered
   subscription.
+  When a route has deliveries for two or more unordered subscriptions, theirs go instead in
+  fan records (:mod:`broker.store.fan`) on ``<prefix>.dl._fan`` (``partitions`` partitions,
+  no key), which every handle's group member follows (:mod:`broker.store.kafka_intake`).
   :meth:`~KafkaStore.route` produces them, awaits every ack, then moves the cursor. Kafka has no
   dedup by id: a route replayed after a crash between the two produces its deliveries again
   (duplicates, at least once); a replay of a completed route is ignored (the cursor is past
@@ -93,7 +96,7 @@ from broker.event import Event
 from broker.store.base import DeadLetter, Delivery, LogEntry, StoreStats
 from broker.store.dead_json import decode_dead_letter, encode_dead_letter
 from broker.store.kafka_claims import Claims
-from broker.store.kafka_codec import SEQ_SPAN, delivery_records, encode_events
+from broker.store.kafka_codec import FAN, SEQ_SPAN, encode_events, route_records
 from broker.store.kafka_config import (
     RETRY_AFTER,
     KafkaStoreConfig,
@@ -175,7 +178,7 @@ class KafkaStore:
             raise
         reader = LogReader(config, self._names, topics)
         router = RouterGroup(config, self._names, topics)
-        claims = Claims(config, self._names, topics)
+        claims = Claims(config, self._names, topics, producer)
         for notify in self._watchers:
             claims.watch(notify)
         usage = Usage(names=self._names, topics=topics, reader=reader, router=router, claims=claims,
@@ -254,14 +257,16 @@ class KafkaStore:
             return
         wanted = [(seq, name) for seq, name in deliveries if seq > previous]  # bundling sorts
         events = await session.reader.entries(log, sorted({seq for seq, _ in wanted}))
-        topics = {name: self._names.delivery(name) for _, name in wanted}
+        records = route_records(log, wanted, events, in_order)
+        names = self._names
+        topics = {name: names.fan if name == FAN else names.delivery(name) for name, _, _ in records}
         await session.topics.ensure_all(dict.fromkeys(topics.values(), self._config.partitions))
         if wanted:
             async with kafka_errors(f"routing {log}", 2 * self._config.timeout):
                 await learn_topics(session.producer.client, topics.values())
                 acks = []
-                for name, key, bundle in delivery_records(log, wanted, events, in_order):
-                    acks.append(await session.producer.send(topics[name], bundle, key=key))
+                for name, key, value in records:
+                    acks.append(await session.producer.send(topics[name], value, key=key))
                 for sent in await asyncio.gather(*acks):
                     tp = TopicPartition(sent.topic, sent.partition)
                     session.usage.produced(tp, sent.offset)

@@ -2,8 +2,11 @@
 
 Each member sends, with its JoinGroup metadata, the partitions it **pins** and the partitions it
 **owns**. The group leader gives every pinned partition back to the member pinning it (the first
-by member id, should two pin one), then spreads the rest so members' loads differ by at most
-one, keeping a partition with its current owner when that owner is among the least loaded.
+by member id, should two pin one), then spreads the rest of each topic so members' shares of
+it differ by at most one (ties go to the member with fewer partitions in all), keeping a
+partition with its current owner when that owner is among the least loaded. Balancing per
+topic keeps each subscription's partitions (and the fan records') spread over the members;
+balancing the total could give one member all of a topic.
 
 The dispatcher group pins the partitions holding deliveries a handle has claimed and not yet
 finished: as long as that handle lives, no other member is given the partition, so no live
@@ -14,6 +17,7 @@ nothing: a lease may move whenever the group changes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 import orjson
@@ -58,11 +62,18 @@ class StickyAssignor:
                 given[pinning[0]].append(tp)
             else:
                 rest.append(tp)
+        per_topic: Counter[tuple[str, str]] = Counter((m, tp.topic) for m, tps in given.items() for tp in tps)
+
+        def load(member: str, topic: str) -> tuple[int, int]:
+            return per_topic[member, topic], len(given[member])
+
         for tp in rest:
             candidates = sorted(m for m in members if tp.topic in subscribed[m])
-            least = min(candidates, key=lambda m: len(given[m]))
-            owners = [m for m in candidates if tp in claims[m][1] and len(given[m]) <= len(given[least])]
-            given[owners[0] if owners else least].append(tp)
+            least = load(min(candidates, key=lambda m: load(m, tp.topic)), tp.topic)
+            owners = [m for m in candidates if tp in claims[m][1] and load(m, tp.topic) <= least]
+            chosen = owners[0] if owners else min(candidates, key=lambda m: load(m, tp.topic))
+            given[chosen].append(tp)
+            per_topic[chosen, tp.topic] += 1
         return {member: _assignment(self.version, tps) for member, tps in given.items()}
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:

@@ -19,17 +19,28 @@ class Buffered:
     offset: int
     delivery: Delivery
     held: bool = False
+    fetched: float = 0.0
+    """Event-loop time it was fetched (seconds)."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(subscription, seq)``: the delivery within its record."""
+        return self.delivery.subscription, self.delivery.seq
 
 
 class SubscriptionBuffer:
     """Waiting and held deliveries of one subscription; all methods are synchronous."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, joined: bool = True) -> None:
         self._waiting: deque[Buffered] = deque()
         self._known: dict[int, Buffered] = {}
         """Waiting or held, by seq."""
         self.paused = False
         """Whether the subscription's partitions are paused (too much is waiting)."""
+        self.joined = joined
+        """Whether the handle follows the subscription's topic (it claimed); a buffer made for
+        deliveries of fan records alone does not."""
+
 
     def __len__(self) -> int:
         """Deliveries waiting."""
@@ -78,6 +89,20 @@ class SubscriptionBuffer:
         for item in back:
             item.held = False
         self._waiting.extendleft(reversed(back))
+
+    def items(self) -> list[Buffered]:
+        """Every delivery waiting or held here."""
+        return list(self._known.values())
+
+    def stale(self, topic: str, before: float) -> list[Buffered]:
+        """Take the waiting deliveries from ``topic`` fetched before ``before`` (loop time) out."""
+        out = [item for item in self._waiting if item.tp.topic == topic and item.fetched < before]
+        if out:
+            gone = {id(item) for item in out}
+            self._waiting = deque(item for item in self._waiting if id(item) not in gone)
+            for item in out:
+                self._known.pop(item.delivery.seq, None)
+        return out
 
     def drop_waiting(self, tp: TopicPartition) -> None:
         """Forget the waiting deliveries of a partition taken away (held ones stay)."""

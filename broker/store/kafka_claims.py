@@ -23,9 +23,9 @@ stops another's fetching.
 * Ordering: deliveries sharing a key share a partition and are buffered in offset order, so
   ``ordered`` needs nothing more here: nobody else holds an earlier delivery of a partition
   this handle owns.
-* A record holds a bundle of deliveries; its offset is finished (committable) once each of
-  them is. A second record of a delivery this handle already buffers or holds (a route replayed
-  after a crash) counts that delivery as finished in the second record.
+* A record holds a bundle of deliveries, or a fan record those of many subscriptions
+  (:mod:`broker.store.kafka_intake`: every member follows the fan topic too); its offset is
+  finished (committable) once each of them is.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from broker.errors import StoreUnavailable
 from broker.store.base import Delivery
 from broker.store.kafka_buffer import Buffered, SubscriptionBuffer
-from broker.store.kafka_codec import decode_bundle
+from broker.store.kafka_codec import FAN
 from broker.store.kafka_config import KafkaStoreConfig, Names
 from broker.store.kafka_fetch import DeliveryReader
 from broker.store.kafka_handback import hand_back
+from broker.store.kafka_intake import Intake
 from broker.store.kafka_member import DispatcherMember
 from broker.store.kafka_offsets import Offsets
 from broker.store.kafka_topics import Topics
@@ -51,12 +52,16 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 500
 FETCH_RECORDS = 500
+MOVE_EVERY = 0.5
+"""Seconds between looks for fan deliveries to move out (:mod:`broker.store.kafka_intake`)."""
 
 
 class Claims:
     """This handle's claims; see the module docstring."""
 
-    def __init__(self, config: KafkaStoreConfig, names: Names, topics: Topics) -> None:
+    def __init__(
+        self, config: KafkaStoreConfig, names: Names, topics: Topics, producer: AIOKafkaProducer
+    ) -> None:
         self._config = config
         self._names = names
         self._topics = topics
@@ -76,12 +81,18 @@ class Claims:
         """Subscriptions waiting to join the member's subscription."""
         self._placing = asyncio.Lock()
         self._reader = DeliveryReader(config, self._throttled)
+        self._intake = Intake(config, names, topics, self._offsets, self._subs, producer)
+        self._moved_at = 0.0
+        self._moving: asyncio.Task[None] | None = None
 
     def watch(self, notify: Callable[[Collection[str]], None]) -> None:
         self._watchers.append(notify)
 
     async def claim(self, subscription: str, limit: int) -> list[Delivery]:
-        sub = self._subs.get(subscription) or await self._subscribe(subscription)
+        sub = self._subs.get(subscription)
+        if sub is None or not sub.joined:
+            sub = await self._subscribe(subscription)
+        self._intake.claimed(subscription)
         taken = sub.take(limit, self._waiting)
         for item in taken:
             self._offsets.hold(item.tp, item.offset)
@@ -122,7 +133,7 @@ class Claims:
             if item is None:
                 continue
             sub.forget(seq)
-            self._offsets.finish_one(item.tp, item.offset, seq)
+            self._offsets.finish_one(item.tp, item.offset, item.key)
         await self._offsets.commit(self._member.consumer)
 
     async def forget(self, subscription: str) -> None:
@@ -130,7 +141,9 @@ class Claims:
         deletes its topic)."""
         topic = self._names.delivery(subscription)
         self._joining.discard(subscription)
-        if self._subs.pop(subscription, None) is None:
+        sub = self._subs.pop(subscription, None)
+        self._intake.forgot(subscription, sub)
+        if sub is None or not sub.joined:
             return
         del self._by_topic[topic]
         self._reader.dropped(topic)
@@ -161,6 +174,13 @@ class Claims:
         if fetcher is not None:
             fetcher.cancel()
             await asyncio.gather(fetcher, return_exceptions=True)
+        moving, self._moving = self._moving, None
+        if moving is not None:
+            if not leave:
+                moving.cancel()
+            await asyncio.gather(moving, return_exceptions=True)
+        if leave:
+            await self._intake.move_out()
         if leave and producer is not None:
             await hand_back(self._offsets, self._subs, producer, timeout=self._config.timeout)
         if leave:
@@ -181,13 +201,17 @@ class Claims:
         self._joining.add(subscription)
         async with self._setup:
             sub = self._subs.get(subscription)
-            if sub is not None:
+            if sub is not None and sub.joined:
                 return sub
-            while names := sorted(self._joining - self._subs.keys()):
+            while names := sorted(n for n in self._joining if not ((b := self._subs.get(n)) and b.joined)):
                 partitions = self._config.partitions
-                await self._topics.ensure_all({self._names.delivery(n): partitions for n in names})
+                wanted = {self._names.delivery(n): partitions for n in names}
+                wanted[self._names.fan] = partitions  # every member follows the fan records
+                await self._topics.ensure_all(wanted)
+                self._by_topic[self._names.fan] = FAN
                 for name in names:
-                    self._subs[name] = SubscriptionBuffer()
+                    buffer = self._subs.setdefault(name, SubscriptionBuffer())
+                    buffer.joined = True
                     self._by_topic[self._names.delivery(name)] = name
                 self._joining.difference_update(names)
             member = await self._member.follow(self._by_topic)
@@ -199,6 +223,16 @@ class Claims:
     def _assignor_state(self) -> tuple[set[TopicPartition], set[TopicPartition]]:
         return self._offsets.pinned(), set(self._last)
 
+    def _move_soon(self) -> None:
+        """Move out what the intake queued, in a task of its own (one at a time): producing to
+        many topics may take a while, and fetching must go on meanwhile."""
+        if self._intake.moving and (self._moving is None or self._moving.done()):
+            self._moving = asyncio.create_task(self._move(), name="weir-kafka-move-out")
+
+    async def _move(self) -> None:
+        for tp in await self._intake.move_out():
+            self.wake(tp)
+
     def _waiting(self, item: Buffered) -> bool:
         return self._offsets.waiting(item.tp, item.offset)
 
@@ -209,10 +243,18 @@ class Claims:
                     await self.position(set(self._unplaced))
                 batch = await self._reader.fetch(POLL_MS, FETCH_RECORDS)
                 woke: set[str] = set()
+                now = asyncio.get_running_loop().time()
                 for tp, records in batch.items():
                     name = self._by_topic.get(tp.topic)
-                    if name is not None and tp in self._owned:
-                        woke.update(name for record in records if self._take(name, tp, record))
+                    if name == FAN and tp in self._owned:
+                        for record in records:
+                            woke |= self._intake.take_fan(tp, record, now)
+                    elif name is not None and tp in self._owned:
+                        woke.update(name for record in records if self._intake.take(name, tp, record))
+                if now - self._moved_at >= MOVE_EVERY:
+                    self._moved_at = now
+                    self._intake.stale(now, self._joining)
+                self._move_soon()
                 for name in woke:
                     self._throttle(name)
                 if woke:
@@ -225,34 +267,6 @@ class Claims:
             except Exception as exc:
                 log.warning("fetching deliveries: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(POLL_MS / 1000)
-
-    def _take(self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Buffer the new deliveries of a fetched record; whether there were any."""
-        offset = record.offset
-        part = self._offsets.arrive(name, tp, offset)
-        if part is None:
-            return False
-        try:
-            deliveries = decode_bundle(name, record.value or b"")
-        except Exception:
-            log.exception("undecodable delivery record %s@%d skipped", tp, offset)
-            self._offsets.finish(tp, offset)
-            return False
-        sub = self._subs[name]
-        fresh = part.fresh(offset, [d.seq for d in deliveries])
-        taken = False
-        for delivery in deliveries:
-            if delivery.seq not in fresh:
-                continue
-            here = sub.known(delivery.seq)
-            if here is None:
-                sub.add(Buffered(tp, offset, delivery))
-                part.buffered[offset] += 1
-                taken = True
-            elif (here.tp, here.offset) != (tp, offset):
-                # A second record of a delivery already here (a route replayed after a crash).
-                self._offsets.finish_one(tp, offset, delivery.seq, held=False)
-        return taken
 
     def _throttle(self, name: str) -> None:
         sub = self._subs.get(name)
@@ -285,9 +299,10 @@ class Claims:
         self._reader.disown(revoked)
         for tp in revoked:
             dropping = self._offsets.revoke(tp)
-            sub = None if dropping is None else self._subs.get(dropping)
-            if sub is not None:
-                sub.drop_waiting(tp)
+            subs = list(self._subs.values()) if dropping == FAN else [self._subs.get(dropping or "")]
+            for sub in subs:
+                if sub is not None:
+                    sub.drop_waiting(tp)
 
     def assigned(self, assigned: Collection[TopicPartition]) -> None:
         self._owned = set(assigned)

@@ -10,6 +10,8 @@ sequence numbers map to Kafka offsets.
   (:mod:`broker.store.bundle`; one delivery for an ordered subscription): ``u16`` length +
   log name, then per delivery ``u64`` seq and its own copy of the event, seqs ascending; its
   key is the events' ``partitionkey`` (:func:`delivery_key`).
+* A **fan record** holds one route's deliveries to many unordered subscriptions, each event
+  once (:mod:`broker.store.fan`), events framed as above; it has no key.
 * A **dead-letter record** is JSON with every :class:`~broker.store.base.DeadLetter` field;
   data is base64 (``null`` for no data) so the record stays readable with Kafka tools.
 """
@@ -22,11 +24,13 @@ from collections.abc import Collection, Mapping, Sequence
 import orjson
 
 from broker.event import PARTITION_KEY, Event
-from broker.store import bundle
+from broker.store import bundle, fan
 from broker.store.base import Delivery
 from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
 from broker.store.memory import encode_attributes
 
+FAN = ""
+"""The subscription name that stands for fan records (no subscription has it)."""
 SEQ_SPAN = 1_000_000
 """Seqs per log record: an append holds at most this many events."""
 
@@ -96,6 +100,47 @@ def delivery_records(
     cut = bundles_of(groups, lambda seq: frame(events[seq]),
                      most=lambda group: 1 if group[0] in ordered else BUNDLE_EVENTS)
     return [(name, key, encode_bundle(log, deliveries)) for (name, key), deliveries in cut]
+
+
+def route_records(
+    log: str, pairs: Sequence[tuple[int, str]], events: Mapping[int, Event], ordered: Collection[str]
+) -> list[tuple[str, bytes | None, bytes]]:
+    """``(subscription, key, value)`` of the records of one route's ``pairs``: fan records
+    (subscription :data:`FAN`, no key) for the unordered subscriptions' deliveries when there
+    are at least :data:`~broker.store.fan.FAN_MIN` of them, :func:`delivery_records` for the
+    rest."""
+    fanned: dict[str, list[int]] = {}
+    for seq, name in pairs:
+        if name not in ordered:
+            fanned.setdefault(name, []).append(seq)
+    if len(fanned) < fan.FAN_MIN:
+        return delivery_records(log, pairs, events, ordered)
+    own = [(seq, name) for seq, name in pairs if name not in fanned]
+    fans = [(FAN, None, value) for value in fan_records(log, fanned, events)]
+    return delivery_records(log, own, events, ordered) + fans
+
+
+def fan_records(log: str, per_sub: Mapping[str, Sequence[int]], events: Mapping[int, Event]) -> list[bytes]:
+    """The fan records of one route's deliveries ``per_sub`` (:func:`broker.store.fan.fan_messages`)."""
+    return [fan.encode_fan(log, groups, chunk)[0]
+            for groups, chunk in fan.fan_messages(per_sub, lambda seq: frame(events[seq]))]
+
+
+def fan_record(log: str, deliveries: Sequence[Delivery]) -> bytes:
+    """One fan record of ``deliveries`` (of ``log``, any subscriptions; at most
+    :data:`broker.store.fan.FAN_DELIVERIES` of them)."""
+    per_sub: dict[str, list[int]] = {}
+    events: dict[int, Event] = {}
+    for d in deliveries:
+        per_sub.setdefault(d.subscription, []).append(d.seq)
+        events[d.seq] = d.event
+    groups: fan.Groups = [(sorted(seqs), [sub]) for sub, seqs in sorted(per_sub.items())]
+    return fan.encode_fan(log, groups, [(seq, frame(events[seq])) for seq in sorted(events)])[0]
+
+
+def decode_fan(value: bytes) -> tuple[str, dict[str, list[int]], dict[int, Event]]:
+    """``(log, subscription -> seqs, seq -> event)`` of a fan record."""
+    return fan.decode_fan(value, _event_at)
 
 
 def frame(event: Event) -> bytes:

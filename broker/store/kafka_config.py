@@ -150,6 +150,12 @@ class Names:
         return f"{self.prefix}.log."
 
     @property
+    def fan(self) -> str:
+        """The fan records' topic (:mod:`broker.store.fan`): no subscription's topic, since
+        ``_fa`` would escape the byte 0xfa, which UTF-8 never holds."""
+        return f"{self.prefix}.dl._fan"
+
+    @property
     def deliveries(self) -> str:
         """What every delivery topic's name starts with."""
         return f"{self.prefix}.dl."

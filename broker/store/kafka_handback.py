@@ -3,8 +3,9 @@
 A record's offset is committed only once every delivery in its bundle is finished. A handle
 that leaves with some finished and some not would have the next owner fetch the record again
 and deliver the finished ones a second time. So on a clean close, the unfinished deliveries of
-such a record are produced again as a new record of the same partition (acknowledged), and then
-the old record counts as finished. A record whose unfinished deliveries are not all in this
+such a record are produced again as a new record of the same partition (acknowledged; a fan
+record's rest as a fan record, :mod:`broker.store.fan`), and then the old record counts as
+finished. A record whose unfinished deliveries are not all in this
 handle's buffer (some were dropped with a revoked partition) is left as it is: it comes back
 whole. A crash hands back nothing; the next owner then delivers the whole record.
 """
@@ -19,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from broker.store.bundle import encode_bundle
 from broker.store.kafka_buffer import SubscriptionBuffer
-from broker.store.kafka_codec import frame
+from broker.store.kafka_codec import FAN, fan_record, frame
 from broker.store.kafka_config import kafka_errors
 from broker.store.kafka_offsets import Offsets
 
@@ -33,15 +34,18 @@ async def hand_back(
     finished (see the module docstring). Failures are logged: those records come back whole."""
     sends = []
     for tp, part in list(offsets.parts.items()):
-        sub = subs.get(part.subscription)
-        if sub is None:
-            continue
-        for offset in list(part.gone):
-            rest = sorted(sub.of_record(tp, offset), key=lambda item: item.delivery.seq)
+        fan = part.subscription == FAN
+        mine = list(subs.values()) if fan else [subs[part.subscription]] if part.subscription in subs else []
+        for offset in list(part.gone) if mine else []:
+            rest = sorted((item for sub in mine for item in sub.of_record(tp, offset)),
+                          key=lambda item: item.key)
             if not rest or len(rest) != part.left.get(offset):
                 continue
             deliveries = [item.delivery for item in rest]
-            value = encode_bundle(deliveries[0].log, [(d.seq, frame(d.event)) for d in deliveries])
+            if fan:
+                value = fan_record(deliveries[0].log, deliveries)
+            else:
+                value = encode_bundle(deliveries[0].log, [(d.seq, frame(d.event)) for d in deliveries])
             sends.append((tp, offset, value))
     if not sends:
         return

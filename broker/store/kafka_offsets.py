@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,10 +26,14 @@ from broker.store.kafka_config import kafka_errors
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, int]
+"""A delivery of a record: ``(subscription, seq)``."""
+
 
 @dataclass(slots=True)
 class PartitionState:
     subscription: str
+    """Whose deliveries the partition holds; :data:`~broker.store.kafka_codec.FAN` for many."""
     base: int
     """Every offset below is finished: the offset to commit."""
     sent: int
@@ -43,8 +48,9 @@ class PartitionState:
     """Deliveries fetched and waiting to be claimed, per record."""
     left: dict[int, int] = field(default_factory=dict)
     """Deliveries without a final outcome, per record seen and not finished."""
-    gone: dict[int, set[int]] = field(default_factory=dict)
-    """Seqs finished, per record partly finished: not handed out again when it is re-fetched."""
+    gone: dict[int, set[Key]] = field(default_factory=dict)
+    """Deliveries finished, per record partly finished: not handed out again when it is
+    re-fetched."""
     assigned: bool = True
 
     @classmethod
@@ -69,18 +75,19 @@ class PartitionState:
         self.upto = offset + 1
         return not (offset < self.base or offset in self.done)
 
-    def fresh(self, offset: int, seqs: list[int]) -> set[int]:
-        """The record at ``offset`` holds deliveries ``seqs``: those not finished yet."""
-        self.left.setdefault(offset, len(seqs))
+    def fresh(self, offset: int, keys: Iterable[Key]) -> set[Key]:
+        """The record at ``offset`` holds deliveries ``keys``: those not finished yet."""
+        found = set(keys)
+        self.left.setdefault(offset, len(found))
         gone = self.gone.get(offset)
-        return set(seqs) if gone is None else set(seqs) - gone
+        return found if gone is None else found - gone
 
-    def finish_one(self, offset: int, seq: int) -> None:
-        """Delivery ``seq`` of the record at ``offset`` is finished; the record is once all are."""
+    def finish_one(self, offset: int, key: Key) -> None:
+        """Delivery ``key`` of the record at ``offset`` is finished; the record is once all are."""
         left = self.left.get(offset, 1) - 1
         if left > 0:
             self.left[offset] = left
-            self.gone.setdefault(offset, set()).add(seq)
+            self.gone.setdefault(offset, set()).add(key)
         else:
             self.finish(offset)
 
@@ -122,6 +129,8 @@ class Offsets:
         self._dirty: set[TopicPartition] = set()
         """Partitions whose finished offset may have moved past the last commit."""
         self._committing: asyncio.Future[None] | None = None
+        self._next: asyncio.Future[None] | None = None
+        """The commit that starts once the running one ends, shared by its callers."""
 
     def arrive(self, subscription: str, tp: TopicPartition, offset: int) -> PartitionState | None:
         """A fetched record: its partition's state when the record is new here, else ``None``."""
@@ -155,14 +164,15 @@ class Offsets:
             part.finish(offset)
             self._dirty.add(tp)
 
-    def finish_one(self, tp: TopicPartition, offset: int, seq: int, *, held: bool = True) -> None:
-        """Delivery ``seq`` of the record at ``offset`` is finished (``held``: it was claimed;
-        else it is a second copy of a delivery this handle has from another record)."""
+    def finish_one(self, tp: TopicPartition, offset: int, key: Key, *, held: bool | None = True) -> None:
+        """Delivery ``key`` of the record at ``offset`` is finished. ``held``: it was claimed
+        (``True``) or waiting (``False``); ``None``: neither (a second copy of a delivery this
+        handle has from another record, or one moved or dropped as it arrived)."""
         part = self.parts.get(tp)
         if part is not None:
-            if held:
-                _less(part.held, offset)
-            part.finish_one(offset, seq)
+            if held is not None:
+                _less(part.held if held else part.buffered, offset)
+            part.finish_one(offset, key)
             self._dirty.add(tp)
 
     def waiting(self, tp: TopicPartition, offset: int) -> bool:
@@ -205,12 +215,28 @@ class Offsets:
         """Commit what is due as ``member``. One commit runs at a time and callers arriving
         meanwhile share the next: a thousand workers finishing together make two commits, not
         a thousand (which timed out)."""
+        running = self._committing
+        if running is None or running.done():
+            task = self._committing = asyncio.ensure_future(self._commit_due(member))
+            task.add_done_callback(_retrieved)
+            await asyncio.shield(task)
+            return
+        # One commit is running and may have started before this caller's offsets were done:
+        # wait for the next, which every caller arriving meanwhile shares (each waiting its
+        # own turn made as many commits, and as many wake-ups of every waiter, as callers).
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._commit_next(member))
+            self._next.add_done_callback(_retrieved)
+        await asyncio.shield(self._next)
+
+    async def _commit_next(self, member: AIOKafkaConsumer | None) -> None:
         while (running := self._committing) is not None and not running.done():
-            with contextlib.suppress(Exception):  # its own caller gets its error
+            with contextlib.suppress(Exception):  # its own callers get its error
                 await asyncio.shield(running)
+        self._next = None
         task = self._committing = asyncio.ensure_future(self._commit_due(member))
         task.add_done_callback(_retrieved)
-        await asyncio.shield(task)
+        await task
 
     def commit_soon(self, member: AIOKafkaConsumer | None) -> None:
         """Start a commit of what is due unless one is running, without waiting for it: for

@@ -65,8 +65,10 @@ slow subscription does not keep fan messages (and the others' progress in them) 
 FAN_QUEUED_MOST = 50_000
 """Deliveries queued on this handle beyond which it fetches no more fan messages."""
 MOVE_AFTER = 2.0
-"""Seconds a fan message's delivery stays queued for a subscription nobody claims here (a
-Trigger this process does not run, or no more) before it is moved out for others to claim."""
+"""Seconds a fan message's delivery stays queued for a subscription never claimed here (a
+Trigger this process does not run) before it is moved out for others to claim. One claimed
+here but busy keeps its deliveries (up to :data:`QUEUED_MOST`): moving them out when all are
+slow (a saturated dispatcher) would only add work."""
 TICK = 0.5
 """Seconds between checks for deliveries to move out."""
 
@@ -111,7 +113,7 @@ class Claims:
     async def claim(self, subscription: str, limit: int, ordered: bool) -> list[Delivery]:
         held = self._held.setdefault(subscription, Held(subscription))
         now = asyncio.get_running_loop().time()
-        held.claimed_at = now
+        held.claimed = True
         if limit <= 0 or (ordered and held.issued):
             return []  # ordered: the server hands out nothing while this handle holds one
         want = 1 if ordered else limit
@@ -297,7 +299,7 @@ class Claims:
         touched: list[Bundle] = []
         moved: list[str] = []
         for sub, held in self._held.items():
-            if held.queue and now - held.claimed_at >= MOVE_AFTER:
+            if held.queue and not held.claimed:
                 stale = held.stale(now - MOVE_AFTER)
                 if stale:
                     touched.extend(held.end(stale, finished=False))

@@ -81,8 +81,8 @@ class Held:
         """seq -> the unsettled bundles carrying it (a re-routed copy may add a second)."""
         self.queue: dict[int, Delivery] = {}
         """Deliveries fetched and not handed out yet, in the order they came."""
-        self.claimed_at = 0.0
-        """Event-loop time of this subscription's last claim on this handle."""
+        self.claimed = False
+        """Whether this handle ever claimed the subscription (it runs a worker of it)."""
 
     def __bool__(self) -> bool:
         return bool(self._bundles)

@@ -1,0 +1,198 @@
+"""Taking fetched delivery records into a Kafka store handle's buffers: a subscription's own
+records, fan records (:mod:`broker.store.fan`), and moving out fan deliveries that cannot wait.
+
+A record of a subscription's own topic holds a bundle of its deliveries; those not finished
+yet (:meth:`~broker.store.kafka_offsets.PartitionState.fresh`) join its buffer, and a second
+record of a delivery already buffered or held (a route replayed after a crash) counts that
+delivery as finished in the second record.
+
+A route with deliveries for at least two unordered subscriptions writes fan records to one
+topic, ``<prefix>.dl._fan`` (``partitions`` partitions, no key), which every handle's group
+member follows along with its subscriptions' topics. The handle owning a fan partition buffers
+each fan record's deliveries under their subscriptions (a buffer made for a subscription it has
+not claimed yet joins its topic at the first claim), and the record's offset is finished once
+each of its deliveries is (:mod:`broker.store.kafka_offsets`, keys ``(subscription, seq)``). A
+delivery that cannot wait here is **moved out**: produced as a record of its subscription's own
+topic (acknowledged), and then counted finished in the fan record. That happens when its
+subscription already has ``buffer`` deliveries waiting (a slow subscriber must not hold up the
+others' progress in the record), and when it waited :data:`MOVE_AFTER` seconds for a
+subscription never claimed here (a Trigger this process does not run). A subscription forgotten
+here drops its deliveries of fan records written before (by record timestamp), and all of them
+until it is claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, MutableMapping
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from broker.store.base import Delivery
+from broker.store.bundle import encode_bundle
+from broker.store.kafka_buffer import Buffered, SubscriptionBuffer
+from broker.store.kafka_codec import FAN, decode_bundle, decode_fan, frame
+from broker.store.kafka_config import KafkaStoreConfig, Names, kafka_errors
+from broker.store.kafka_offsets import Offsets
+from broker.store.kafka_topics import Topics, learn_topics
+
+log = logging.getLogger(__name__)
+
+MOVE_AFTER = 2.0
+"""Seconds a fan record's delivery waits for a subscription nobody here claims before it is
+moved out to the subscription's own topic, where others claim it."""
+
+
+class Intake:
+    """One handle's intake of fetched delivery records and fan records; see the module
+    docstring. ``subs`` and ``offsets`` are the claims' own."""
+
+    def __init__(
+        self, config: KafkaStoreConfig, names: Names, topics: Topics, offsets: Offsets,
+        subs: MutableMapping[str, SubscriptionBuffer], producer: AIOKafkaProducer,
+    ) -> None:
+        self._config = config
+        self._names = names
+        self._topics = topics
+        self._offsets = offsets
+        self._subs = subs
+        self._producer = producer
+        self._out: list[Buffered] = []
+        """Deliveries to move out, not yet produced."""
+        self._forgotten: dict[str, tuple[int, bool]] = {}
+        """subscription -> (unix ms it was forgotten, claimed since)."""
+
+    def claimed(self, subscription: str) -> None:
+        forgotten = self._forgotten.get(subscription)
+        if forgotten is not None:
+            self._forgotten[subscription] = (forgotten[0], True)
+
+    def forgot(self, subscription: str, buffer: SubscriptionBuffer | None) -> None:
+        """``subscription`` was forgotten: its deliveries of fan records here count as finished."""
+        self._forgotten[subscription] = (int(time.time() * 1000), False)
+        for item in [] if buffer is None else buffer.items():
+            if item.tp.topic == self._names.fan:
+                self._offsets.finish_one(item.tp, item.offset, item.key, held=item.held)
+
+    def take(self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Buffer the new deliveries of a fetched record; whether there were any."""
+        offset = record.offset
+        part = self._offsets.arrive(name, tp, offset)
+        if part is None:
+            return False
+        try:
+            deliveries = decode_bundle(name, record.value or b"")
+        except Exception:
+            log.exception("undecodable delivery record %s@%d skipped", tp, offset)
+            self._offsets.finish(tp, offset)
+            return False
+        sub = self._subs[name]
+        fresh = part.fresh(offset, [(name, d.seq) for d in deliveries])
+        taken = False
+        for delivery in deliveries:
+            if (name, delivery.seq) not in fresh:
+                continue
+            here = sub.known(delivery.seq)
+            if here is None:
+                sub.add(Buffered(tp, offset, delivery))
+                part.buffered[offset] += 1
+                taken = True
+            elif (here.tp, here.offset) != (tp, offset):
+                # A second record of a delivery already here (a route replayed after a crash).
+                self._offsets.finish_one(tp, offset, (name, delivery.seq), held=None)
+        return taken
+
+    def take_fan(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], now: float) -> set[str]:
+        """Buffer the new deliveries of a fetched fan record; the subscriptions given some."""
+        offset = record.offset
+        part = self._offsets.arrive(FAN, tp, offset)
+        if part is None:
+            return set()
+        try:
+            log_name, per_sub, events = decode_fan(record.value or b"")
+        except Exception:
+            log.exception("undecodable fan record %s@%d skipped", tp, offset)
+            self._offsets.finish(tp, offset)
+            return set()
+        fresh = part.fresh(offset, [(sub, seq) for sub, seqs in per_sub.items() for seq in seqs])
+        woke: set[str] = set()
+        for name, seqs in per_sub.items():
+            forgotten = self._forgotten.get(name)
+            drop = forgotten is not None and (record.timestamp <= forgotten[0] or not forgotten[1])
+            sub = self._subs.get(name)
+            if sub is None and not drop:
+                sub = self._subs[name] = SubscriptionBuffer(joined=False)
+            for seq in seqs:
+                if (name, seq) not in fresh:
+                    continue
+                here = None if sub is None else sub.known(seq)
+                delivery = Delivery(log=log_name, subscription=name, seq=seq, event=events[seq])
+                item = Buffered(tp, offset, delivery, fetched=now)
+                if drop or sub is None or (here is not None and (here.tp, here.offset) != (tp, offset)):
+                    # Forgotten, or a second copy of a delivery already here.
+                    self._offsets.finish_one(tp, offset, item.key, held=None)
+                elif here is None:
+                    part.buffered[offset] += 1
+                    if len(sub) < self._config.buffer:
+                        sub.add(item)
+                        woke.add(name)
+                    else:
+                        self._hold(item)
+        return woke
+
+    def stale(self, now: float, joining: Collection[str]) -> None:
+        """Queue for moving out the deliveries that waited :data:`MOVE_AFTER` seconds for a
+        subscription never claimed here. A claim waiting for its subscription to join the
+        group (``joining``; with 1,000 Triggers a join takes seconds) counts as claimed. A
+        subscription claimed here but busy keeps its deliveries: moving them out when all are
+        slow (a saturated dispatcher) would only add work."""
+        before = now - MOVE_AFTER
+        for name, sub in self._subs.items():
+            if len(sub) and not sub.joined and name not in joining:
+                for item in sub.stale(self._names.fan, before):
+                    self._hold(item)
+
+    def _hold(self, item: Buffered) -> None:
+        """Queue a waiting delivery for moving out; held meanwhile, so its partition stays
+        pinned to this handle."""
+        self._offsets.hold(item.tp, item.offset)
+        item.held = True
+        self._out.append(item)
+
+    @property
+    def moving(self) -> bool:
+        """Whether deliveries wait to be moved out."""
+        return bool(self._out)
+
+    async def move_out(self) -> list[TopicPartition]:
+        """Produce the queued deliveries to their subscriptions' topics, then count them
+        finished in their fan records; the partitions written. When producing fails they stay
+        queued (the fan records are not finished meanwhile, so a crash delivers them again)."""
+        items, self._out = self._out, []
+        if not items:
+            return []
+        per_sub: dict[str, list[Buffered]] = {}
+        for item in items:
+            per_sub.setdefault(item.delivery.subscription, []).append(item)
+        topics = {name: self._names.delivery(name) for name in per_sub}
+        try:
+            await self._topics.ensure_all(dict.fromkeys(topics.values(), self._config.partitions))
+            async with kafka_errors("moving fan deliveries out", 2 * self._config.timeout):
+                await learn_topics(self._producer.client, topics.values())
+                acks = []
+                for name, moved in per_sub.items():
+                    moved.sort(key=lambda item: item.delivery.seq)
+                    for at in range(0, len(moved), 64):
+                        chunk = [item.delivery for item in moved[at : at + 64]]
+                        value = encode_bundle(chunk[0].log, [(d.seq, frame(d.event)) for d in chunk])
+                        acks.append(await self._producer.send(topics[name], value))
+                sent = await asyncio.gather(*acks)
+        except Exception as exc:
+            log.warning("moving %d fan deliveries out failed (tried again): %s", len(items), exc)
+            self._out.extend(items)
+            return []
+        for item in items:
+            self._offsets.finish_one(item.tp, item.offset, item.key)
+        return [TopicPartition(s.topic, s.partition) for s in sent]
