@@ -41,7 +41,7 @@ from broker.store.kafka_topics import Topics, learn_topics
 log = logging.getLogger(__name__)
 
 MOVE_AFTER = 2.0
-"""Seconds a fan record's delivery waits for a subscription nobody here claims before it is
+"""Seconds a fan record's delivery waits for a subscription never claimed here before it is
 moved out to the subscription's own topic, where others claim it."""
 
 
@@ -72,7 +72,10 @@ class Intake:
     def forgot(self, subscription: str, buffer: SubscriptionBuffer | None) -> None:
         """``subscription`` was forgotten: its deliveries of fan records here count as finished."""
         self._forgotten[subscription] = (int(time.time() * 1000), False)
-        for item in [] if buffer is None else buffer.items():
+        # Those queued to move out too: producing them would create the deleted topic again.
+        leaving = [item for item in self._out if item.delivery.subscription == subscription]
+        self._out = [item for item in self._out if item.delivery.subscription != subscription]
+        for item in leaving + ([] if buffer is None else buffer.items()):
             if item.tp.topic == self._names.fan:
                 self._offsets.finish_one(item.tp, item.offset, item.key, held=item.held)
 
