@@ -3,11 +3,13 @@ subscription sharing a key, and its offset is committed only once each of them i
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from broker.store.kafka import KafkaStore
 from broker.store.kafka_codec import decode_bundle, delivery_records
-from broker.store.kafka_offsets import PartitionState
+from broker.store.kafka_offsets import Offsets, PartitionState
 from tests.store_contract import LOG, claim_n, event, eventually
 from tests.test_store_kafka import MakeHandles, _owned, fill_keyless, handles  # noqa: F401  (fixture)
 
@@ -112,3 +114,19 @@ async def test_a_clean_close_hands_back_only_the_unfinished_rest_of_a_record(
     await eventually(joined, deadline=30)
     await a.close()
     assert [d.seq for d in await claim_n(b, "ns/a", 2, deadline=30)] == seqs[2:]
+
+
+async def test_callers_arriving_during_a_commit_share_the_next_one() -> None:
+    # A thousand workers finishing together: one commit runs, and everyone who arrived meanwhile
+    # waits for one more (which covers their offsets), not for a commit each.
+    offsets = Offsets(timeout=1.0)
+    started = 0
+
+    async def commit_due(member: object) -> None:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0.01)
+
+    offsets._commit_due = commit_due  # type: ignore[method-assign]
+    await asyncio.gather(*(offsets.commit(None) for _ in range(1000)))
+    assert started == 2
