@@ -3,7 +3,6 @@ subscription, and a handle settles it only once each of them has an outcome."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from broker.store.nats import NatsStore
 from broker.store.nats_route import split
 from tests.store_contract import LOG, appends, claim_n, event, eventually, fill
 from tests.test_store_nats import LEASE, make_store
-
-
-@pytest.fixture
-async def two(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[NatsStore, NatsStore]]:
-    a, b = make_store(nats_url, tmp_path), make_store(nats_url, tmp_path)
-    await a.open()
-    await b.open()
-    yield a, b
-    await a.close()
-    await b.close()
 
 
 def _big(n: int, size: int) -> Event:
@@ -75,9 +64,9 @@ async def _routed(store: NatsStore, count: int) -> list[int]:
 
 
 async def test_one_route_is_one_message_and_its_fetcher_holds_all_of_it(
-    two: tuple[NatsStore, NatsStore],
+    nats_pair: tuple[NatsStore, NatsStore],
 ) -> None:
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 5)
     assert await _messages(a) == 1
     assert (await a.stats()).pending == 1  # pending counts messages
@@ -97,9 +86,9 @@ async def _none(store: NatsStore) -> bool:
 
 @pytest.mark.parametrize("finished", [0, 2], ids=["none-finished", "some-finished"])
 async def test_released_deliveries_go_back_at_once_without_the_finished(
-    two: tuple[NatsStore, NatsStore], finished: int
+    nats_pair: tuple[NatsStore, NatsStore], finished: int
 ) -> None:
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 5)
     await claim_n(a, "ns/a", 5)
     await a.finish("ns/a", seqs[:finished])
@@ -115,9 +104,9 @@ async def test_released_deliveries_go_back_at_once_without_the_finished(
 
 @pytest.mark.parametrize("finished", [0, 3], ids=["none-finished", "some-finished"])
 async def test_close_gives_back_what_has_no_outcome(
-    two: tuple[NatsStore, NatsStore], finished: int
+    nats_pair: tuple[NatsStore, NatsStore], finished: int
 ) -> None:
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 5)
     await a.claim("ns/a", 2)  # two handed out, three still queued in the handle
     await a.finish("ns/a", seqs[:finished])
@@ -125,17 +114,17 @@ async def test_close_gives_back_what_has_no_outcome(
     assert [d.seq for d in await claim_n(b, "ns/a", 5 - finished)] == seqs[finished:]
 
 
-async def test_ordered_deliveries_go_one_per_message(two: tuple[NatsStore, NatsStore]) -> None:
-    a, _ = two
+async def test_ordered_deliveries_go_one_per_message(nats_pair: tuple[NatsStore, NatsStore]) -> None:
+    a, _ = nats_pair
     await fill(a, 3)
     seqs = [e.seq for e in await a.read(LOG, 0, 10)]
     await a.route(LOG, seqs[-1], [(s, "ns/o") for s in seqs], ordered={"ns/o"})
     assert await _messages(a) == 3
 
 
-async def test_a_dead_holder_s_message_comes_back_whole(two: tuple[NatsStore, NatsStore]) -> None:
+async def test_a_dead_holder_s_message_comes_back_whole(nats_pair: tuple[NatsStore, NatsStore]) -> None:
     # At least once: the deliveries it finished come again with those it had not.
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 5)
     await claim_n(a, "ns/a", 5)
     await a.finish("ns/a", seqs[:2])

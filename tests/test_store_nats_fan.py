@@ -4,8 +4,7 @@ message is settled only once each delivery in it has an outcome."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
-from pathlib import Path
+from collections.abc import Collection
 
 import pytest
 from nats.js import api
@@ -18,19 +17,9 @@ from broker.store.nats_codec import encode_event
 from broker.store.nats_due import FAN_EVERY, OWN_EVERY, Due
 from broker.store.nats_fan import decode_fan, encode_fan
 from tests.store_contract import LOG, claim_n, event, eventually, fill
-from tests.test_store_nats import LEASE, make_store
+from tests.test_store_nats import LEASE
 
 SUBS = ["ns/a", "ns/b", "ns/c"]
-
-
-@pytest.fixture
-async def two(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[NatsStore, NatsStore]]:
-    a, b = make_store(nats_url, tmp_path), make_store(nats_url, tmp_path)
-    await a.open()
-    await b.open()
-    yield a, b
-    await a.close()
-    await b.close()
 
 
 def _body(seq: int) -> bytes:
@@ -131,9 +120,9 @@ async def _routed(store: NatsStore, count: int, subs: Collection[str] = SUBS) ->
 
 
 async def test_a_route_to_many_is_one_message_held_by_its_fetcher(
-    two: tuple[NatsStore, NatsStore],
+    nats_pair: tuple[NatsStore, NatsStore],
 ) -> None:
-    a, b = two
+    a, b = nats_pair
     told: list[set[str]] = []
     b.watch(lambda subs: told.append(set(subs)))
     seqs = await _routed(a, 2)
@@ -155,9 +144,9 @@ async def _none(store: NatsStore) -> bool:
 
 
 async def test_a_released_delivery_goes_back_alone_on_its_own_subject(
-    two: tuple[NatsStore, NatsStore],
+    nats_pair: tuple[NatsStore, NatsStore],
 ) -> None:
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 2)
     for sub in SUBS:
         await claim_n(a, sub, 2)
@@ -172,8 +161,8 @@ async def test_a_released_delivery_goes_back_alone_on_its_own_subject(
     await eventually(lambda: _none(a))
 
 
-async def test_all_released_the_message_comes_back_whole(two: tuple[NatsStore, NatsStore]) -> None:
-    a, b = two
+async def test_all_released_the_message_comes_back_whole(nats_pair: tuple[NatsStore, NatsStore]) -> None:
+    a, b = nats_pair
     seqs = await _routed(a, 2)
     for sub in SUBS:
         await claim_n(a, sub, 2)
@@ -183,9 +172,9 @@ async def test_all_released_the_message_comes_back_whole(two: tuple[NatsStore, N
     assert await _messages(b) == 1
 
 
-async def test_a_dead_holder_s_fan_message_comes_back_whole(two: tuple[NatsStore, NatsStore]) -> None:
+async def test_a_dead_holder_s_fan_message_comes_back_whole(nats_pair: tuple[NatsStore, NatsStore]) -> None:
     # At least once: the deliveries it finished come again with those it had not.
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 2)
     await claim_n(a, "ns/a", 2)
     await a.finish("ns/a", seqs)
@@ -195,13 +184,13 @@ async def test_a_dead_holder_s_fan_message_comes_back_whole(two: tuple[NatsStore
 
 
 async def test_deliveries_nobody_claims_here_are_moved_out(
-    two: tuple[NatsStore, NatsStore], monkeypatch: pytest.MonkeyPatch
+    nats_pair: tuple[NatsStore, NatsStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A Trigger this process does not run must not keep the message (and the others'
     # progress in it) waiting: its deliveries move to its own subject, where others claim them.
     monkeypatch.setattr(nats_claims, "MOVE_AFTER", 0.3)
     monkeypatch.setattr(nats_claims, "TICK", 0.05)
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 2)
     for sub in ("ns/a", "ns/b"):
         await claim_n(b, sub, 2)
@@ -212,10 +201,10 @@ async def test_deliveries_nobody_claims_here_are_moved_out(
 
 
 async def test_a_full_queue_moves_the_rest_out(
-    two: tuple[NatsStore, NatsStore], monkeypatch: pytest.MonkeyPatch
+    nats_pair: tuple[NatsStore, NatsStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(nats_claims, "QUEUED_MOST", 1)
-    a, b = two
+    a, b = nats_pair
     seqs = await _routed(a, 3)
     assert [d.seq for d in await a.claim("ns/a", 1)] == seqs[:1]
     # ns/b and ns/c queued one each in a; their other two went to their own subjects.
@@ -229,8 +218,10 @@ async def test_a_full_queue_moves_the_rest_out(
     await eventually(lambda: _none(a))
 
 
-async def test_forget_drops_fan_deliveries_routed_before_it_only(two: tuple[NatsStore, NatsStore]) -> None:
-    a, _ = two
+async def test_forget_drops_fan_deliveries_routed_before_it_only(
+    nats_pair: tuple[NatsStore, NatsStore],
+) -> None:
+    a, _ = nats_pair
     first = await _routed(a, 1)
     await a.forget("ns/b")
     await fill(a, 1)
@@ -241,11 +232,11 @@ async def test_forget_drops_fan_deliveries_routed_before_it_only(two: tuple[Nats
 
 
 async def test_an_ordered_subscription_s_fan_deliveries_go_to_its_own_consumer(
-    two: tuple[NatsStore, NatsStore],
+    nats_pair: tuple[NatsStore, NatsStore],
 ) -> None:
     # A router that still took ns/b for unordered put it in a fan message; this handle claims
     # it as ordered, so its deliveries move to its own subject and come one at a time.
-    a, _ = two
+    a, _ = nats_pair
     assert await a.claim("ns/b", 10, ordered=True) == []
     seqs = await _routed(a, 2)
     await claim_n(a, "ns/a", 2)

@@ -52,22 +52,37 @@ def cut(seqs: Iterable[int], size: Callable[[int], int], *, most: int = BUNDLE_E
     return out
 
 
+class Encoded:
+    """Events encoded by seq, each once however many bundles or fan records carry it (an
+    event matching many subscriptions)."""
+
+    def __init__(self, encode: Callable[[int], bytes]) -> None:
+        self._encode = encode
+        self._bodies: dict[int, bytes] = {}
+
+    @classmethod
+    def of(cls, encode: Callable[[int], bytes]) -> Encoded:
+        return encode if isinstance(encode, Encoded) else cls(encode)
+
+    def __call__(self, seq: int) -> bytes:
+        body = self._bodies.get(seq)
+        if body is None:
+            body = self._bodies[seq] = self._encode(seq)
+        return body
+
+    def size(self, seq: int) -> int:
+        return len(self(seq))
+
+
 def bundles_of(
     groups: Mapping[K, Iterable[int]], encode: Callable[[int], bytes], *, most: Callable[[K], int]
 ) -> list[tuple[K, list[tuple[int, bytes]]]]:
     """Each group's seqs (sorted, de-duplicated) cut into bundles of at most ``most(group)``
-    seqs, as ``(group, [(seq, encode(seq)), ...])``; each seq is encoded once, however many
-    groups hold it (an event matching many subscriptions)."""
-    bodies: dict[int, bytes] = {}
-
-    def size(seq: int) -> int:
-        body = bodies.get(seq)
-        if body is None:
-            body = bodies[seq] = encode(seq)
-        return len(body)
-
-    return [(group, [(seq, bodies[seq]) for seq in bundle])
-            for group, seqs in groups.items() for bundle in cut(sorted(set(seqs)), size, most=most(group))]
+    seqs, as ``(group, [(seq, encode(seq)), ...])``; each seq is encoded once (:class:`Encoded`)."""
+    bodies = Encoded.of(encode)
+    return [(group, [(seq, bodies(seq)) for seq in bundle])
+            for group, seqs in groups.items()
+            for bundle in cut(sorted(set(seqs)), bodies.size, most=most(group))]
 
 
 def encode_bundle(log: str, deliveries: Sequence[tuple[int, bytes]]) -> bytes:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import orjson
 
 from broker.event import Event
-from broker.store.bundle import BUNDLE_EVENTS, EventAt, cut, decode_bundle, encode_bundle
+from broker.store.bundle import BUNDLE_EVENTS, Encoded, EventAt, cut, decode_bundle, encode_bundle
 
 FAN_MIN = 2
 """Unordered subscriptions a route must have deliveries for before they go in fan records;
@@ -50,26 +50,19 @@ def fan_messages(
     events. The same input always gives the same records (NATS drops a route done again as
     duplicates by message id).
     """
-    bodies: dict[int, bytes] = {}
-
-    def size(seq: int) -> int:
-        body = bodies.get(seq)
-        if body is None:
-            body = bodies[seq] = encode(seq)
-        return len(body)
-
+    bodies = Encoded.of(encode)
     out: list[tuple[Groups, list[tuple[int, bytes]]]] = []
     for run in _runs(sorted(per_sub)):
         wanted = {sub: set(per_sub[sub]) for sub in run}
         seqs = sorted(set().union(*wanted.values()))
         most = max(1, min(BUNDLE_EVENTS, FAN_DELIVERIES // len(run)))
-        for chunk in cut(seqs, size, most=most):
+        for chunk in cut(seqs, bodies.size, most=most):
             groups: dict[tuple[int, ...], list[str]] = {}
             for sub in run:
                 mine = tuple(seq for seq in chunk if seq in wanted[sub])
                 if mine:
                     groups.setdefault(mine, []).append(sub)
-            events = [(seq, bodies[seq]) for seq in chunk]
+            events = [(seq, bodies(seq)) for seq in chunk]
             out.append(([(list(seqs), subs) for seqs, subs in groups.items()], events))
     return out
 

@@ -38,7 +38,7 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from broker.event import Event
-from broker.store.bundle import BUNDLE_EVENTS, bundles_of, encode_bundle
+from broker.store.bundle import BUNDLE_EVENTS, Encoded, bundles_of, encode_bundle
 from broker.store.fan import FAN_MIN, Groups, fan_messages
 from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_event
 from broker.store.nats_fan import encode_fan
@@ -195,19 +195,12 @@ def split(
 ) -> tuple[list[tuple[str, list[tuple[int, bytes]]]], list[tuple[Groups, list[tuple[int, bytes]]]]]:
     """``pairs`` as bundles of one subscription each (:func:`broker.store.bundle.bundles_of`;
     an ordered subscription's hold one delivery) and fan messages
-    (:func:`broker.store.nats_fan.fan_messages`): the unordered subscriptions' deliveries go in
-    fan messages when there are at least :data:`~broker.store.nats_fan.FAN_MIN` of them."""
+    (:func:`broker.store.fan.fan_messages`): the unordered subscriptions' deliveries go in fan
+    messages when there are at least :data:`~broker.store.fan.FAN_MIN` of them."""
     per_sub: dict[str, list[int]] = {}
     for seq, sub in pairs:
         per_sub.setdefault(sub, []).append(seq)
-    bodies: dict[int, bytes] = {}
-
-    def encode(seq: int) -> bytes:
-        body = bodies.get(seq)
-        if body is None:
-            body = bodies[seq] = encode_event(events[seq])
-        return body
-
+    encode = Encoded(lambda seq: encode_event(events[seq]))
     unordered = {sub: seqs for sub, seqs in per_sub.items() if sub not in ordered}
     if len(unordered) < FAN_MIN:
         return bundles_of(per_sub, encode, most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS), []
