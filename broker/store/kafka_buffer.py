@@ -41,7 +41,6 @@ class SubscriptionBuffer:
         """Whether the handle follows the subscription's topic (it claimed); a buffer made for
         deliveries of fan records alone does not."""
 
-
     def __len__(self) -> int:
         """Deliveries waiting."""
         return len(self._waiting)

@@ -279,7 +279,7 @@ class Claims:
 
     async def _renew(self) -> None:
         """Every lease/3 seconds, tell the server each held message is still being worked on;
-        every :data:`TICK`, move out fan deliveries that nobody here claims."""
+        every :data:`TICK`, move out fan deliveries of subscriptions never claimed here."""
         loop = asyncio.get_running_loop()
         renew_at = loop.time() + self._lease / 3
         while True:
