@@ -11,6 +11,7 @@ URL: ``kafka://HOST:PORT[,HOST:PORT...][?option=value&...]`` with the options
 ``claim_lease``    6       seconds: dispatcher group session, how long a dead handle keeps its claims
 ``timeout``        2       seconds one Kafka call may take before StoreUnavailable
 ``buffer``         500     deliveries fetched ahead per subscription before its partitions pause
+                           (and its deliveries in fan records move to its topic)
 ``retention``      none    seconds: ``retention.ms`` of created log and delivery topics (older
                            records are deleted, consumed or not); none: the cluster's default
 ``dead_retention`` none    seconds: ``retention.ms`` of the dead-letter topic when created
