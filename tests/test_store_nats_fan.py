@@ -4,9 +4,12 @@ message is settled only once each delivery in it has an outcome."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
+from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js import api
 
 from broker.event import Event
@@ -251,3 +254,41 @@ async def test_an_ordered_subscription_s_fan_deliveries_go_to_its_own_consumer(
         await eventually(one)
         assert got == [seq]
         await a.finish("ns/b", got)
+
+
+async def test_claims_after_a_route_make_one_fetch_not_one_each(
+    nats_pair: tuple[NatsStore, NatsStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fifty workers woken by one route: the first claim fetches the fan message, the others
+    # wait for that fetch, and none asks its own consumer (nothing of its own is waiting).
+    a, b = nats_pair
+    subs = [f"ns/s{i}" for i in range(50)]
+    session = b._session
+    assert session is not None
+    pulled: list[str] = []
+    pull = session.claim_pulls.pull
+
+    async def counted(stream: str, consumer: str, batch: int, **options: Any) -> list[Msg]:
+        pulled.append(consumer)
+        return await pull(stream, consumer, batch, **options)
+
+    monkeypatch.setattr(session.claim_pulls, "pull", counted)
+    for round_ in range(2):
+        await fill(a, 1)
+        (seq,) = [e.seq for e in await a.read(LOG, await a.cursor(LOG), 10)]
+        await a.route(LOG, seq, [(seq, sub) for sub in subs])
+        pulled.clear()
+
+        async def one(sub: str) -> list[int]:
+            got = [d.seq for d in await b.claim(sub, 10)]
+            while not got:
+                await asyncio.sleep(0.01)
+                got = [d.seq for d in await b.claim(sub, 10)]
+            await b.finish(sub, got)
+            return got
+
+        assert await asyncio.wait_for(asyncio.gather(*(one(sub) for sub in subs)), 10) == [[seq]] * 50
+        if round_ == 0:
+            assert pulled.count("fan") <= 2  # each subscription also looked at its own consumer once
+        else:
+            assert pulled.count("fan") <= 2 and len(pulled) == pulled.count("fan"), pulled
