@@ -83,7 +83,6 @@ class Claims:
         self._reader = DeliveryReader(config, self._throttled)
         self._intake = Intake(config, names, topics, self._offsets, self._subs, producer)
         self._moved_at = 0.0
-        self._moving: asyncio.Task[None] | None = None
 
     def watch(self, notify: Callable[[Collection[str]], None]) -> None:
         self._watchers.append(notify)
@@ -174,13 +173,7 @@ class Claims:
         if fetcher is not None:
             fetcher.cancel()
             await asyncio.gather(fetcher, return_exceptions=True)
-        moving, self._moving = self._moving, None
-        if moving is not None:
-            if not leave:
-                moving.cancel()
-            await asyncio.gather(moving, return_exceptions=True)
-        if leave:
-            await self._intake.move_out()
+        await self._intake.stop(finish=leave)
         if leave and producer is not None:
             await hand_back(self._offsets, self._subs, producer, timeout=self._config.timeout)
         if leave:
@@ -223,16 +216,6 @@ class Claims:
     def _assignor_state(self) -> tuple[set[TopicPartition], set[TopicPartition]]:
         return self._offsets.pinned(), set(self._last)
 
-    def _move_soon(self) -> None:
-        """Move out what the intake queued, in a task of its own (one at a time): producing to
-        many topics may take a while, and fetching must go on meanwhile."""
-        if self._intake.moving and (self._moving is None or self._moving.done()):
-            self._moving = asyncio.create_task(self._move(), name="weir-kafka-move-out")
-
-    async def _move(self) -> None:
-        for tp in await self._intake.move_out():
-            self.wake(tp)
-
     def _waiting(self, item: Buffered) -> bool:
         return self._offsets.waiting(item.tp, item.offset)
 
@@ -254,7 +237,7 @@ class Claims:
                 if now - self._moved_at >= MOVE_EVERY:
                     self._moved_at = now
                     self._intake.stale(now, self._joining)
-                self._move_soon()
+                self._intake.move_soon(self.wake)
                 for name in woke:
                     self._throttle(name)
                 if woke:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -61,6 +61,7 @@ class Intake:
         self._producer = producer
         self._out: list[Buffered] = []
         """Deliveries to move out, not yet produced."""
+        self._moving: asyncio.Task[None] | None = None
         self._forgotten: dict[str, tuple[int, bool]] = {}
         """subscription -> (unix ms it was forgotten, claimed since)."""
 
@@ -164,10 +165,27 @@ class Intake:
         item.held = True
         self._out.append(item)
 
-    @property
-    def moving(self) -> bool:
-        """Whether deliveries wait to be moved out."""
-        return bool(self._out)
+    def move_soon(self, wake: Callable[[TopicPartition], None]) -> None:
+        """Move out what is queued in a task of its own (one at a time; producing to many
+        topics may take a while, and fetching must go on meanwhile); ``wake`` gets each
+        partition written."""
+        if self._out and (self._moving is None or self._moving.done()):
+            self._moving = asyncio.create_task(self._move(wake), name="weir-kafka-move-out")
+
+    async def _move(self, wake: Callable[[TopicPartition], None]) -> None:
+        for tp in await self.move_out():
+            wake(tp)
+
+    async def stop(self, *, finish: bool) -> None:
+        """Stop moving out; with ``finish``, move out what is still queued first (a clean
+        close), else drop it (as a crash would: the fan records come back whole)."""
+        moving, self._moving = self._moving, None
+        if moving is not None:
+            if not finish:
+                moving.cancel()
+            await asyncio.gather(moving, return_exceptions=True)
+        if finish:
+            await self.move_out()
 
     async def move_out(self) -> list[TopicPartition]:
         """Produce the queued deliveries to their subscriptions' topics, then count them
