@@ -106,16 +106,26 @@ async def test_disk_full_is_store_full_and_keeps_nothing(tmp_path: Path) -> None
         assert writer is not None
         await writer.call(lambda conn: conn.execute("PRAGMA max_page_count = 1"))
         before = await store.stats()
-        with pytest.raises(StoreFull) as info:
-            await store.append(LOG, [event(2, data=b"x" * 100_000), event(3)])
-        assert info.value.retriable
+        # Two appends in one transaction: the first fits, the second does not, so both fail.
+        failed = await asyncio.gather(store.append(LOG, [event(2)]),
+                                      store.append(LOG, [event(3, data=b"x" * 100_000), event(3)]),
+                                      return_exceptions=True)
+        assert all(isinstance(exc, StoreFull) and exc.retriable for exc in failed), failed
         assert await store.stats() == before
         assert [e.event.id for e in await store.read(LOG, 0, 10)] == ["e1"]
         await writer.call(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
         await store.append(LOG, [event(4)])
-        assert [e.event.id for e in await store.read(LOG, 0, 10)] == ["e1", "e4"]
+        # The failed append's seqs are used again: nothing of it was kept, not even its seqs.
+        assert [(e.seq, e.event.id) for e in await store.read(LOG, 0, 10)] == [(1, "e1"), (2, "e4")]
     finally:
         await store.close()
+    reopened = SqliteStore(path=tmp_path / "weir.db")
+    await reopened.open()
+    try:  # the last seq was stored with the append that used it
+        await reopened.append(LOG, [event(5)])
+        assert [e.seq for e in await reopened.read(LOG, 0, 10)] == [1, 2, 3]
+    finally:
+        await reopened.close()
 
 
 @pytest.mark.parametrize("synchronous", ["full", "normal"])

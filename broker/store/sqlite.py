@@ -77,6 +77,7 @@ class SqliteStore:
         self._connect = partial(sql.connect, self._path, synchronous.upper())
         self._synchronous = synchronous
         self._writer: GroupWriter | None = None
+        self._seqs = sql.LogSeqs()
         self._reader: ConnectionThread | None = None
         self._signal = LogSignal()
         self._claims = Claims()
@@ -98,7 +99,9 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        writer = GroupWriter(self._connect, relax=self._synchronous == "full", linger=LINGER)
+        seqs = self._seqs = sql.LogSeqs()
+        writer = GroupWriter(self._connect, relax=self._synchronous == "full", linger=LINGER,
+                             before_commit=seqs.before_commit, rolled_back=seqs.rolled_back)
         try:
             snap = await writer.call(sql.setup)
         except BaseException:
@@ -131,8 +134,10 @@ class SqliteStore:
         count, size = len(rows), sum(sizes)
         self._reserve(count, size)
 
+        seqs = self._seqs
+
         def job(conn: sqlite3.Connection) -> Effect:
-            last = sql.insert_events(conn, log, rows)
+            last = seqs.append(conn, log, rows)
 
             def effect() -> None:
                 self._reserve(-count, -size)

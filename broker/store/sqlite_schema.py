@@ -88,21 +88,46 @@ def setup(conn: sqlite3.Connection) -> Snapshot:
     return Snapshot(logs=logs, events=events, bytes=size, pending=pending, dead_letters=dead)
 
 
-def insert_events(conn: sqlite3.Connection, log: str, rows: Sequence[Row]) -> int:
-    """Append ``rows`` to ``log`` with the next seqs; returns the last seq used."""
-    found = conn.execute("SELECT last_seq FROM logs WHERE name = ?", (log,)).fetchone()
-    first = (found[0] if found else 0) + 1
-    conn.executemany(
-        "INSERT INTO events (log, seq, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
-        [(log, first + i, attrs, data, size) for i, (attrs, data, size) in enumerate(rows)],
-    )
-    last = first + len(rows) - 1
-    conn.execute(
-        "INSERT INTO logs (name, last_seq, cursor) VALUES (?, ?, 0)"
-        " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
-        (log, last),
-    )
-    return last
+class LogSeqs:
+    """Appends to the events table, with each log's last seq kept here instead of read from and
+    written to ``logs`` at every append: one SELECT per log until a rollback, and one UPSERT per
+    log per transaction (:meth:`before_commit`). Used on the writer thread only.
+
+    Three statements per append had been about a tenth of the process's busy samples in S6
+    (the writer thread shares the pinned core with the event loop)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._touched: dict[str, int] = {}
+
+    def append(self, conn: sqlite3.Connection, log: str, rows: Sequence[Row]) -> int:
+        """Append ``rows`` to ``log`` with the next seqs; returns the last seq used."""
+        last = self._last.get(log)
+        if last is None:
+            found = conn.execute("SELECT last_seq FROM logs WHERE name = ?", (log,)).fetchone()
+            last = found[0] if found else 0
+        first = last + 1
+        conn.executemany(
+            "INSERT INTO events (log, seq, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
+            [(log, first + i, attrs, data, size) for i, (attrs, data, size) in enumerate(rows)],
+        )
+        last = self._last[log] = self._touched[log] = first + len(rows) - 1
+        return last
+
+    def before_commit(self, conn: sqlite3.Connection) -> None:
+        """Write the last seqs of the logs appended to in this transaction."""
+        if self._touched:
+            conn.executemany(
+                "INSERT INTO logs (name, last_seq, cursor) VALUES (?, ?, 0)"
+                " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
+                list(self._touched.items()),
+            )
+            self._touched.clear()
+
+    def rolled_back(self) -> None:
+        """The transaction's appends are gone: read every log's last seq afresh."""
+        self._last.clear()
+        self._touched.clear()
 
 
 def record_route(

@@ -2,9 +2,11 @@
 
 Every write is a *job*: a function run on the writer thread inside a transaction, returning an
 *effect* that is applied on the event loop once that transaction committed (running totals,
-cursors, wake-ups). Jobs submitted while a commit is in progress are queued and all run in the
-next single transaction, so N concurrent writers cost one commit (one fsync) rather than N.
-Each caller resumes only after the transaction holding its job committed.
+cursors, wake-ups). ``before_commit`` runs on the writer thread after a group's jobs, in their
+transaction; ``rolled_back`` after a group failed. Jobs submitted while a commit is in progress
+are queued and all run in the next single transaction, so N concurrent writers cost one commit
+(one fsync) rather than N. Each caller resumes only after the transaction holding its job
+committed.
 
 A job is *durable* (the default) or not. With ``relax=True`` (the store runs
 ``synchronous=FULL``), a group without a durable job commits with ``synchronous=NORMAL``: no
@@ -50,8 +52,12 @@ class GroupWriter:
     """Owns the write connection and the one thread that uses it."""
 
     def __init__(
-        self, connect: Callable[[], sqlite3.Connection], *, relax: bool = False, linger: float = 0.0
+        self, connect: Callable[[], sqlite3.Connection], *, relax: bool = False, linger: float = 0.0,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
+        rolled_back: Callable[[], None] | None = None,
     ) -> None:
+        self._before_commit = before_commit
+        self._rolled_back = rolled_back
         self._relax = relax
         self._linger = linger
         self._urgent = asyncio.Event()
@@ -131,10 +137,14 @@ class GroupWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             effects = [job(conn) for job in jobs]
+            if self._before_commit is not None:
+                self._before_commit(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
+            if self._rolled_back is not None:
+                self._rolled_back()
             raise
         self._commits += 1
         return effects
