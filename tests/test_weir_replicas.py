@@ -110,12 +110,17 @@ async def test_every_role_serves_health_and_only_ingress_takes_events(
         await asyncio.gather(ingress.ensure_stopped(), dispatcher.ensure_stopped())
 
 
+@pytest.mark.parametrize("triggers", [1, 3], ids=["one-trigger", "three-triggers"])
 async def test_killing_one_of_two_dispatchers_loses_nothing(
-    store_url: str, sink: RecordingSink, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, sink: RecordingSink, tmp_path: Path, capsys: pytest.CaptureFixture[str], triggers: int
 ) -> None:
-    # A small delay per delivery keeps both replicas busy when the kill lands.
-    sink.respond("/", lambda request: Reply(delay=0.005))
-    path = manifests(tmp_path / "m", trigger("t", sink.url_for("/")))
+    # One Trigger: bundles of its own. Three: every route writes fan records, which the killed
+    # replica may hold with all three Triggers' deliveries in them.
+    paths = [f"/t{i}" for i in range(triggers)]
+    for path_ in paths:
+        # A small delay per delivery keeps both replicas busy when the kill lands.
+        sink.respond(path_, lambda request: Reply(delay=0.005))
+    path = manifests(tmp_path / "m", *(trigger(f"t{i}", sink.url_for(p)) for i, p in enumerate(paths)))
     ingress = replica(path, tmp_path, store_url, "ingress")
     first = replica(path, tmp_path, store_url, "dispatcher")
     second = replica(path, tmp_path, store_url, "dispatcher")
@@ -123,18 +128,17 @@ async def test_killing_one_of_two_dispatchers_loses_nothing(
     try:
         await asyncio.gather(ingress.start(timeout=40), first.start(timeout=40), second.start(timeout=40))
         await post_events(ingress.url + "/default/default", ids[:200])
-        await poll(lambda: len(received(sink)) >= 50, timeout=30, what="deliveries under way")
+        await poll(lambda: len(received(sink, paths[-1])) >= 50, timeout=30, what="deliveries under way")
         await first.kill()
         await post_events(ingress.url + "/default/default", ids[200:])
-        await poll(lambda: set(received(sink)) == set(ids), timeout=90,
-                   what=f"all {len(ids)} events delivered after the kill")
+        await poll(lambda: all(set(received(sink, p)) == set(ids) for p in paths), timeout=90,
+                   what=f"all {len(ids)} events delivered to each of {triggers} Trigger(s) after the kill")
     finally:
         await asyncio.gather(ingress.ensure_stopped(), first.ensure_stopped(), second.ensure_stopped())
-    counts = received(sink)
-    duplicates = sum(counts.values()) - len(ids)
+    duplicates = sum(sum(received(sink, p).values()) - len(ids) for p in paths)
     with capsys.disabled():
         print(f"\n[{store_url.split(':')[0]}] kill -9 of one of two dispatchers: "
-              f"{len(ids)} events, {duplicates} duplicate deliveries")
+              f"{len(ids)} events to {triggers} Trigger(s), {duplicates} duplicate deliveries")
 
 
 async def test_ordered_trigger_stays_ordered_per_partition_key_across_replicas(
