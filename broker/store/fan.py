@@ -19,7 +19,7 @@ names.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -38,6 +38,17 @@ Kafka's default ``message.max.bytes`` are about 1 MiB, and the events take up to
 Groups = list[tuple[list[int], list[str]]]
 """A fan record's header: ``(seqs, subscriptions)`` groups."""
 _LEN = struct.Struct(">I")
+
+
+def fanned(pairs: Iterable[tuple[int, str]], ordered: Collection[str]) -> dict[str, list[int]]:
+    """The deliveries of one route's ``(seq, subscription)`` pairs that go in fan records, by
+    subscription: the unordered subscriptions' when there are at least :data:`FAN_MIN` of them,
+    else none (the rest go in bundles of their own, :mod:`broker.store.bundle`)."""
+    found: dict[str, list[int]] = {}
+    for seq, sub in pairs:
+        if sub not in ordered:
+            found.setdefault(sub, []).append(seq)
+    return found if len(found) >= FAN_MIN else {}
 
 
 def fan_messages(

@@ -229,11 +229,9 @@ class Claims:
                 now = asyncio.get_running_loop().time()
                 for tp, records in batch.items():
                     name = self._by_topic.get(tp.topic)
-                    if name == FAN and tp in self._owned:
+                    if name is not None and tp in self._owned:
                         for record in records:
-                            woke |= self._intake.take_fan(tp, record, now)
-                    elif name is not None and tp in self._owned:
-                        woke.update(name for record in records if self._intake.take(name, tp, record))
+                            woke |= self._intake.take(name, tp, record, now)
                 if now - self._moved_at >= MOVE_EVERY:
                     self._moved_at = now
                     self._intake.stale(now, self._joining)

@@ -109,14 +109,9 @@ def route_records(
     (subscription :data:`FAN`, no key) for the unordered subscriptions' deliveries when there
     are at least :data:`~broker.store.fan.FAN_MIN` of them, :func:`delivery_records` for the
     rest."""
-    fanned: dict[str, list[int]] = {}
-    for seq, name in pairs:
-        if name not in ordered:
-            fanned.setdefault(name, []).append(seq)
-    if len(fanned) < fan.FAN_MIN:
-        return delivery_records(log, pairs, events, ordered)
+    fanned = fan.fanned(pairs, ordered)
     own = [(seq, name) for seq, name in pairs if name not in fanned]
-    fans = [(FAN, None, value) for value in fan_records(log, fanned, events)]
+    fans = [(FAN, None, value) for value in fan_records(log, fanned, events)] if fanned else []
     return delivery_records(log, own, events, ordered) + fans
 
 

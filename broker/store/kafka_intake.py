@@ -80,71 +80,53 @@ class Intake:
             if item.tp.topic == self._names.fan:
                 self._offsets.finish_one(item.tp, item.offset, item.key, held=item.held)
 
-    def take(self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Buffer the new deliveries of a fetched record; whether there were any."""
-        offset = record.offset
+    def take(
+        self, name: str, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], now: float
+    ) -> set[str]:
+        """Buffer the new deliveries of a record fetched from ``name``'s topic (:data:`FAN`: the
+        fan topic); the subscriptions given some."""
+        offset, fan = record.offset, name == FAN
         part = self._offsets.arrive(name, tp, offset)
         if part is None:
-            return False
-        try:
-            deliveries = decode_bundle(name, record.value or b"")
-        except Exception:
-            log.exception("undecodable delivery record %s@%d skipped", tp, offset)
-            self._offsets.finish(tp, offset)
-            return False
-        sub = self._subs[name]
-        fresh = part.fresh(offset, [(name, d.seq) for d in deliveries])
-        taken = False
-        for delivery in deliveries:
-            if (name, delivery.seq) not in fresh:
-                continue
-            here = sub.known(delivery.seq)
-            if here is None:
-                sub.add(Buffered(tp, offset, delivery))
-                part.buffered[offset] += 1
-                taken = True
-            elif (here.tp, here.offset) != (tp, offset):
-                # A second record of a delivery already here (a route replayed after a crash).
-                self._offsets.finish_one(tp, offset, (name, delivery.seq), held=None)
-        return taken
-
-    def take_fan(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], now: float) -> set[str]:
-        """Buffer the new deliveries of a fetched fan record; the subscriptions given some."""
-        offset = record.offset
-        part = self._offsets.arrive(FAN, tp, offset)
-        if part is None:
             return set()
+        value = record.value or b""
         try:
-            log_name, per_sub, events = decode_fan(record.value or b"")
+            deliveries = _fan_deliveries(value) if fan else decode_bundle(name, value)
         except Exception:
-            log.exception("undecodable fan record %s@%d skipped", tp, offset)
+            log.exception("undecodable %s record %s@%d skipped", "fan" if fan else "delivery", tp, offset)
             self._offsets.finish(tp, offset)
             return set()
-        fresh = part.fresh(offset, [(sub, seq) for sub, seqs in per_sub.items() for seq in seqs])
+        fresh = part.fresh(offset, [(d.subscription, d.seq) for d in deliveries])
         woke: set[str] = set()
-        for name, seqs in per_sub.items():
-            forgotten = self._forgotten.get(name)
-            drop = forgotten is not None and (record.timestamp <= forgotten[0] or not forgotten[1])
-            sub = self._subs.get(name)
-            if sub is None and not drop:
-                sub = self._subs[name] = SubscriptionBuffer(joined=False)
-            for seq in seqs:
-                if (name, seq) not in fresh:
-                    continue
-                here = None if sub is None else sub.known(seq)
-                delivery = Delivery(log=log_name, subscription=name, seq=seq, event=events[seq])
-                item = Buffered(tp, offset, delivery, fetched=now)
-                if drop or sub is None or (here is not None and (here.tp, here.offset) != (tp, offset)):
-                    # Forgotten, or a second copy of a delivery already here.
-                    self._offsets.finish_one(tp, offset, item.key, held=None)
-                elif here is None:
-                    part.buffered[offset] += 1
-                    if len(sub) < self._config.buffer:
-                        sub.add(item)
-                        woke.add(name)
-                    else:
-                        self._hold(item)
+        for delivery in deliveries:
+            item = Buffered(tp, offset, delivery, fetched=now)
+            if item.key not in fresh:
+                continue
+            sub = self._fan_buffer(delivery.subscription, record.timestamp) if fan else self._subs[name]
+            here = None if sub is None else sub.known(delivery.seq)
+            if sub is None or (here is not None and (here.tp, here.offset) != (tp, offset)):
+                # Forgotten, or a second record of a delivery already here (a route replayed
+                # after a crash).
+                self._offsets.finish_one(tp, offset, item.key, held=None)
+            elif here is None:
+                part.buffered[offset] += 1
+                if fan and len(sub) >= self._config.buffer:
+                    self._hold(item)
+                else:
+                    sub.add(item)
+                    woke.add(delivery.subscription)
         return woke
+
+    def _fan_buffer(self, name: str, timestamp: int) -> SubscriptionBuffer | None:
+        """The buffer for ``name``'s deliveries of a fan record written at ``timestamp`` (unix
+        ms), made if need be; ``None`` when they are dropped (forgotten here)."""
+        forgotten = self._forgotten.get(name)
+        if forgotten is not None and (timestamp <= forgotten[0] or not forgotten[1]):
+            return None
+        sub = self._subs.get(name)
+        if sub is None:
+            sub = self._subs[name] = SubscriptionBuffer(joined=False)
+        return sub
 
     def stale(self, now: float, joining: Collection[str]) -> None:
         """Queue for moving out the deliveries that waited :data:`MOVE_AFTER` seconds for a
@@ -217,3 +199,9 @@ class Intake:
         for item in items:
             self._offsets.finish_one(item.tp, item.offset, item.key)
         return [TopicPartition(s.topic, s.partition) for s in sent]
+
+
+def _fan_deliveries(value: bytes) -> list[Delivery]:
+    log_name, per_sub, events = decode_fan(value)
+    return [Delivery(log=log_name, subscription=sub, seq=seq, event=events[seq])
+            for sub, seqs in per_sub.items() for seq in seqs]

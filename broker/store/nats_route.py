@@ -39,7 +39,7 @@ from nats.js.kv import KeyValue
 
 from broker.event import Event
 from broker.store.bundle import BUNDLE_EVENTS, Encoded, bundles_of, encode_bundle
-from broker.store.fan import FAN_MIN, Groups, fan_messages
+from broker.store.fan import Groups, fan_messages, fanned
 from broker.store.nats_codec import SCALE, decode_cursor, encode_cursor, encode_event
 from broker.store.nats_fan import encode_fan
 from broker.store.nats_io import mapped
@@ -197,15 +197,14 @@ def split(
     an ordered subscription's hold one delivery) and fan messages
     (:func:`broker.store.fan.fan_messages`): the unordered subscriptions' deliveries go in fan
     messages when there are at least :data:`~broker.store.fan.FAN_MIN` of them."""
-    per_sub: dict[str, list[int]] = {}
+    fan = fanned(pairs, ordered)
+    own: dict[str, list[int]] = {}
     for seq, sub in pairs:
-        per_sub.setdefault(sub, []).append(seq)
+        if sub not in fan:
+            own.setdefault(sub, []).append(seq)
     encode = Encoded(lambda seq: encode_event(events[seq]))
-    unordered = {sub: seqs for sub, seqs in per_sub.items() if sub not in ordered}
-    if len(unordered) < FAN_MIN:
-        return bundles_of(per_sub, encode, most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS), []
-    own = bundles_of({sub: seqs for sub, seqs in per_sub.items() if sub in ordered}, encode, most=lambda _: 1)
-    return own, fan_messages(unordered, encode)
+    bundles = bundles_of(own, encode, most=lambda sub: 1 if sub in ordered else BUNDLE_EVENTS)
+    return bundles, fan_messages(fan, encode) if fan else []
 
 
 def notice(owner: str, subscriptions: Collection[str], direct: Collection[str]) -> bytes:
