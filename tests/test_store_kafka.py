@@ -122,17 +122,24 @@ async def fill_keyless(store: EventStore, n: int) -> list[int]:
     return [e.seq for e in await store.read(LOG, 0, n)]
 
 
-async def test_a_crashed_handles_unfinished_claims_move_and_finished_ones_do_not(
-    handles: MakeHandles,
+LONG = 60.0
+"""A ``commit_interval`` no test outlasts: nothing is committed before the handle closes."""
+
+
+@pytest.mark.parametrize(("interval", "finished_again"), [(0, False), (LONG, True)],
+                         ids=["committed at finish", "crash within the commit interval"])
+async def test_a_crashed_handles_unfinished_claims_move_and_committed_ones_do_not(
+    handles: MakeHandles, interval: float, finished_again: bool
 ) -> None:
-    a, b = await handles(2)
+    a, b = await handles(2, commit_interval=interval)
     seqs = await fill_keyless(a, 3)
     await a.route(LOG, seqs[-1], [(s, "ns/a") for s in seqs], ordered=["ns/a"])
     assert sorted(await _claim_some(a, "ns/a", 3)) == seqs
     await a.finish("ns/a", seqs[:1])
     await b.claim("ns/a", 10)  # joins the group
     await a.abandon()  # no commit of anything more, no leave: b waits out a's session
-    assert [d.seq for d in await claim_n(b, "ns/a", 2, deadline=30)] == seqs[1:]
+    expected = seqs if finished_again else seqs[1:]
+    assert [d.seq for d in await claim_n(b, "ns/a", len(expected), deadline=30)] == expected
 
 
 async def test_ordered_deliveries_stay_with_the_handle_holding_an_earlier_one(
@@ -228,16 +235,38 @@ async def test_a_handles_own_route_resumes_the_partition_it_wrote_at_once(handle
     assert [d.seq for d in await claim_n(store, "ns/i", 1)] == seqs
 
 
-async def test_the_cursor_moves_with_the_lease(handles: MakeHandles) -> None:
-    pair = await handles(2)
+@pytest.mark.parametrize(("interval", "crash", "routed_again"), [
+    (0, False, False),
+    (LONG, False, False),  # a clean close commits what the interval had not yet
+    (0, True, False),
+    (LONG, True, True),  # a crash within the interval: the next holder routes those again
+], ids=["close, committed at route", "close within the interval", "crash, committed at route",
+        "crash within the interval"])
+async def test_the_cursor_moves_with_the_lease(
+    handles: MakeHandles, interval: float, crash: bool, routed_again: bool
+) -> None:
+    pair = await handles(2, commit_interval=interval)
     holder, other = await _lease_holder(list(pair))
     seqs = await fill_keyless(holder, 4)
     await holder.route(LOG, seqs[1], [(s, "ns/a") for s in seqs[:2]])
-    await holder.close()
+    if crash:
+        await cast(KafkaStore, holder).abandon()
+    else:
+        await holder.close()
     deadline = time.monotonic() + 30
     while not await other.lease(LOG):
         assert time.monotonic() < deadline, "the lease did not move"
         await asyncio.sleep(0.05)
+    if routed_again:
+        assert await other.cursor(LOG) == 0
+        await other.route(LOG, seqs[1], [(s, "ns/a") for s in seqs[:2]])
+        # Both routes' records hold the two (at least once: a copy may be skipped or claimed).
+        got: set[int] = set()
+        while got != set(seqs[:2]):
+            assert time.monotonic() < deadline, f"claimed {sorted(got)} of {seqs[:2]}"
+            got.update(d.seq for d in await other.claim("ns/a", 10))
+            await asyncio.sleep(0.02)
+        return
     assert await other.cursor(LOG) == seqs[1]
     rest = await other.read(LOG, seqs[1], 10)
     assert [e.seq for e in rest] == seqs[2:]

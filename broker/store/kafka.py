@@ -3,20 +3,23 @@ Weir process that names the same cluster and topic prefix.
 
 URL: ``kafka://HOST:PORT[,HOST:PORT...][?option=value&...]`` with the options
 
-================== ======= ====================================================================
-``prefix``         weir    start of every topic and group name (several stores, one cluster)
-``partitions``     4       partitions per delivery topic: handles claiming one subscription at once
-``replicas``       1       replication factor of created topics (3 on a production cluster)
-``lease_ttl``      6       seconds: router group session, how long a dead router keeps its leases
-``claim_lease``    6       seconds: dispatcher group session, how long a dead handle keeps its claims
-``timeout``        2       seconds one Kafka call may take before StoreUnavailable
-``buffer``         500     deliveries fetched ahead per subscription before its partitions pause
-                           (and its deliveries in fan records move to its topic)
-``retention``      none    seconds: ``retention.ms`` of created log and delivery topics (older
-                           records are deleted, consumed or not); none: the cluster's default
-``dead_retention`` none    seconds: ``retention.ms`` of the dead-letter topic when created
-``create``         true    false: fail (naming it) instead of creating a topic
-================== ======= ====================================================================
+=================== ======= ====================================================================
+``prefix``          weir    start of every topic and group name (several stores, one cluster)
+``partitions``      4       partitions per delivery topic: handles claiming one subscription at once
+``replicas``        1       replication factor of created topics (3 on a production cluster)
+``lease_ttl``       6       seconds: router group session, how long a dead router keeps its leases
+``claim_lease``     6       seconds: dispatcher group session, how long a dead handle keeps its claims
+``timeout``         2       seconds one Kafka call may take before StoreUnavailable
+``buffer``          500     deliveries fetched ahead per subscription before its partitions pause
+                            (and its deliveries in fan records move to its topic)
+``retention``       none    seconds: ``retention.ms`` of created log and delivery topics (older
+                            records are deleted, consumed or not); none: the cluster's default
+``dead_retention``  none    seconds: ``retention.ms`` of the dead-letter topic when created
+``commit_interval`` 0.1     seconds: finished deliveries and routed cursors are committed at most
+                            this often (a crash delivers again what it had not covered); 0: at
+                            every call, before it returns
+``create``          true    false: fail (naming it) instead of creating a topic
+=================== ======= ====================================================================
 
 The names match the ``nats://`` store's where they mean the same. Topic settings apply when
 the store creates a topic; an existing one keeps its own. ``retention`` must exceed the longest

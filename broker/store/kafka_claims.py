@@ -12,7 +12,8 @@ stops another's fetching.
 
 * finish / dead-letter: the delivery is done, and its record's offset once all of the
   record's deliveries are; per partition the offset after the longest run of done records is
-  committed (at once, awaited; during a rebalance at the revocation or after it).
+  committed: within ``commit_interval`` seconds (:mod:`broker.store.kafka_pace`; with 0, at
+  once and awaited), and at a clean close and a revocation.
 * release: the delivery waits again, in front of its buffer.
 * Exclusivity: a partition holding a delivery this handle claimed (or finished and could not
   commit yet) is pinned to this handle by the group's assignor
@@ -46,6 +47,7 @@ from broker.store.kafka_handback import hand_back
 from broker.store.kafka_intake import Intake
 from broker.store.kafka_member import DispatcherMember
 from broker.store.kafka_offsets import Offsets
+from broker.store.kafka_pace import Pacer
 from broker.store.kafka_topics import Topics
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Claims:
         self._subs: dict[str, SubscriptionBuffer] = {}
         self._by_topic: dict[str, str] = {}
         self._offsets = Offsets(config.timeout)
+        self._pacer = Pacer(config.commit_interval, self._commit, "finished deliveries")
         self._owned: set[TopicPartition] = set()
         self._last: set[TopicPartition] = set()
         """The latest assignment, still known during a rebalance (for the assignor)."""
@@ -133,6 +136,9 @@ class Claims:
                 continue
             sub.forget(seq)
             self._offsets.finish_one(item.tp, item.offset, item.key)
+        await self._pacer.commit()
+
+    async def _commit(self) -> None:
         await self._offsets.commit(self._member.consumer)
 
     async def forget(self, subscription: str) -> None:
@@ -169,6 +175,7 @@ class Claims:
         await self._shut(leave=False)
 
     async def _shut(self, *, leave: bool, producer: AIOKafkaProducer | None = None) -> None:
+        self._pacer.cancel()  # a clean close commits below, a crash must not
         fetcher, self._fetcher = self._fetcher, None
         if fetcher is not None:
             fetcher.cancel()
@@ -241,7 +248,12 @@ class Claims:
                 if woke:
                     for notify in self._watchers:
                         notify(woke)
-                self._offsets.commit_soon(member)
+                if self._pacer.paced and self._offsets.dirty:
+                    # Records skipped or found twice by the fetch: their offsets wait for the
+                    # paced commit too, or every fetch would make a commit of its own.
+                    self._pacer.soon()
+                elif not self._pacer.paced:
+                    self._offsets.commit_soon(member)
                 await self._reader.check(member)
             except asyncio.CancelledError:
                 raise

@@ -62,6 +62,12 @@ class KafkaStoreConfig:
     this are deleted, consumed or not. ``None``: the cluster's default (Kafka's: 7 days)."""
     dead_retention: float | None = None
     """``retention.ms`` of the dead-letter topic when created; ``None``: the cluster's default."""
+    commit_interval: float = 0.1
+    """Seconds: how often at most finished deliveries and routed cursors are committed.
+    :meth:`~broker.store.kafka.KafkaStore.finish` and ``route`` then return before the commit,
+    and a crash within it delivers those deliveries (or routes those events) again; a clean
+    close, a lost lease and a rebalance commit first. ``0``: each commits before it returns,
+    one commit per call (each costs the cluster about what a produce does)."""
     create: bool = True
     """Whether missing topics are created; ``False``: a missing one is a
     :class:`~broker.errors.StoreError` (not retriable) naming it."""
@@ -80,11 +86,18 @@ class KafkaStoreConfig:
                 # group, which keep their partitions: two lease holders, two claimers.
                 raise ValueError(f"Kafka store option {name} must be at least {MIN_SESSION} s, "
                                  f"not {getattr(self, name)}")
+        if not (self.commit_interval >= 0 and math.isfinite(self.commit_interval)):
+            raise ValueError(f"Kafka store option commit_interval must be 0 or more seconds, "
+                             f"not {self.commit_interval}")
         for name in ("retention", "dead_retention"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"Kafka store option {name} must be a positive number of seconds, "
                                  f"not {value}")
+
+
+SECONDS = ("lease_ttl", "claim_lease", "timeout", "retention", "dead_retention", "commit_interval")
+"""URL options that are durations in seconds."""
 
 
 def kafka_config_from_url(url: str) -> KafkaStoreConfig:
@@ -103,7 +116,7 @@ def kafka_config_from_url(url: str) -> KafkaStoreConfig:
             options[name] = text
         elif name in ("partitions", "replicas", "buffer"):
             options[name] = _number(name, text, int)
-        elif name in ("lease_ttl", "claim_lease", "timeout", "retention", "dead_retention"):
+        elif name in SECONDS:
             options[name] = _number(name, text, float)
         elif name == "create":
             options[name] = _flag(name, text)

@@ -132,6 +132,11 @@ class Offsets:
         self._next: asyncio.Future[None] | None = None
         """The commit that starts once the running one ends, shared by its callers."""
 
+    @property
+    def dirty(self) -> bool:
+        """Whether a commit may have something to write."""
+        return bool(self._dirty)
+
     def arrive(self, subscription: str, tp: TopicPartition, offset: int) -> PartitionState | None:
         """A fetched record: its partition's state when the record is new here, else ``None``."""
         part = self.parts.get(tp)

@@ -10,9 +10,12 @@
   ``seq`` itself, not a Kafka offset, because a route may end inside a multi-event record and
   tansu does not keep commit metadata (where the exact seq would otherwise go). Any handle
   reads it. A lease holder commits as the group member, so a holder that lost the lease is
-  refused (generation fencing); a handle routing without the lease (tests, a single process)
-  commits as a group-less consumer, which Kafka accepts only while nobody holds that log's
-  lease.
+  refused (generation fencing). The holder's cursor moves in memory at each route and is
+  committed within ``commit_interval`` seconds (:mod:`broker.store.kafka_pace`), before the
+  lease moves, and at a clean close; after a crash the next holder routes again what the last
+  commit did not cover (its deliveries come twice). A handle routing without the lease
+  (tests, a single process) commits as a group-less consumer at once, which Kafka accepts only
+  while nobody holds that log's lease.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Collection
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from broker.errors import StoreUnavailable
 from broker.store.kafka_assign import StickyAssignor
 from broker.store.kafka_config import (
     KafkaStoreConfig,
@@ -35,6 +39,7 @@ from broker.store.kafka_config import (
     keep_polling,
     stop_quietly,
 )
+from broker.store.kafka_pace import Pacer
 from broker.store.kafka_topics import Topics
 
 log = logging.getLogger(__name__)
@@ -54,7 +59,10 @@ class RouterGroup:
         self._last: set[TopicPartition] = set()
         """The latest assignment, still known during a rebalance (for the assignor)."""
         self._cursors: dict[TopicPartition, int] = {}
-        """Cursors this handle committed while it held the lease."""
+        """Cursors this handle moved while it held the lease."""
+        self._unsent: dict[TopicPartition, int] = {}
+        """Of those, the ones not committed yet (:mod:`broker.store.kafka_pace`)."""
+        self._pacer = Pacer(config.commit_interval, self._commit_unsent, "routed cursors")
         self._setup = asyncio.Lock()
 
     async def lease(self, log_name: str) -> bool:
@@ -76,16 +84,37 @@ class RouterGroup:
         return {tp.topic: seq for tp, seq in found.items()}
 
     async def commit(self, log_name: str, seq: int) -> None:
-        """Record that ``log_name`` is routed up to ``seq`` (StoreUnavailable when refused)."""
+        """Record that ``log_name`` is routed up to ``seq`` (StoreUnavailable when refused).
+        The lease holder's cursor moves at once here and is committed within
+        ``commit_interval`` seconds, or before its lease moves."""
         tp = TopicPartition(self._names.log(log_name), 0)
-        member = self._member
+        if self._member is not None and tp in self._owned:
+            self._cursors[tp] = self._unsent[tp] = seq
+            await self._pacer.commit()
+            return
         async with kafka_errors(f"moving the cursor of {log_name}", self._config.timeout):
-            if member is not None and tp in self._owned:
-                await member.commit({tp: seq})
-            else:
-                keeper = await self._keeper_for(tp)
-                await keeper.commit({tp: seq})
-        self._cursors[tp] = seq
+            keeper = await self._keeper_for(tp)
+            await keeper.commit({tp: seq})
+
+    async def flush(self, tps: Collection[TopicPartition] | None = None) -> None:
+        """Commit the cursors moved and not committed yet (of ``tps``, or all), now; a failure
+        is logged (the next lease holder routes those events again)."""
+        try:
+            await self._commit_unsent(tps)
+        except StoreUnavailable as exc:
+            log.warning("routed cursors not committed before the lease moved (routed again): %s", exc)
+
+    async def _commit_unsent(self, tps: Collection[TopicPartition] | None = None) -> None:
+        member = self._member
+        due = {tp: seq for tp, seq in self._unsent.items()
+               if (tps is None or tp in tps) and tp in self._owned}
+        if member is None or not due:
+            return
+        async with kafka_errors("moving routed cursors", self._config.timeout):
+            await member.commit(due)
+        for tp, seq in due.items():
+            if self._unsent.get(tp) == seq:
+                del self._unsent[tp]
 
     async def stop(self) -> None:
         """Leave the group (the leases move at once) and close."""
@@ -96,6 +125,10 @@ class RouterGroup:
         await self._shut(leave=False)
 
     async def _shut(self, *, leave: bool) -> None:
+        self._pacer.cancel()
+        if leave:
+            await self.flush()
+        self._unsent.clear()
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
@@ -148,10 +181,12 @@ class RouterGroup:
             self._keeper.pause(*self._keeper.assignment())
         return self._keeper
 
-    def revoked(self, revoked: Collection[TopicPartition]) -> None:
+    async def revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self.flush(revoked)
         self._owned.difference_update(revoked)
         for tp in revoked:
             self._cursors.pop(tp, None)
+            self._unsent.pop(tp, None)
 
     def assigned(self, member: AIOKafkaConsumer, assigned: Collection[TopicPartition]) -> None:
         with contextlib.suppress(Exception):
@@ -166,7 +201,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._member = member
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._group.revoked(revoked)
+        await self._group.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._group.assigned(self._member, assigned)
