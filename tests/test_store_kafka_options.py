@@ -68,7 +68,9 @@ def dead_letter(seq: int) -> DeadLetter:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("", {"retention": None, "dead_retention": None, "create": True}),
+        ("", {"retention": None, "dead_retention": None, "create": True, "commit_interval": 0.1}),
+        ("commit_interval=0", {"commit_interval": 0.0}),
+        ("commit_interval=2.5", {"commit_interval": 2.5}),
         ("retention=3600", {"retention": 3600.0, "dead_retention": None}),
         ("retention=0.5&dead_retention=604800", {"retention": 0.5, "dead_retention": 604800.0}),
         ("create=false", {"create": False}),
@@ -91,6 +93,9 @@ def test_url_options(query: str, expected: dict[str, object]) -> None:
         ("retention=nan", "retention"),
         ("dead_retention=-5", "dead_retention"),
         ("dead_retention=", "dead_retention"),
+        ("commit_interval=-0.1", "commit_interval"),
+        ("commit_interval=inf", "commit_interval"),
+        ("commit_interval=nan", "commit_interval"),
         ("create=maybe", "create"),
         ("create=0", "create"),
         ("create=", "create"),

@@ -93,6 +93,10 @@ class LogReader:
         offset, index = first_after(max(after, view.floor))
         async with view.lock:
             while len(out) < limit:
+                if out and offset >= view.end:
+                    # Stop at the end known so far rather than ask Kafka for it (a ListOffsets
+                    # per read, as many as the events at low rates); the next read goes on.
+                    break
                 events = await self._record(view, offset)
                 if events is None:
                     break
@@ -100,6 +104,11 @@ class LogReader:
                 out.extend(LogEntry(seq=seq_of(offset, i), event=events[i]) for i in range(index, stop))
                 offset, index = offset + 1, 0
         return out
+
+    def holds(self, log: str, seq: int) -> bool:
+        """Whether ``log`` is known, without asking Kafka, to hold an entry at ``seq`` or later."""
+        view = self._views.get(self._names.log(log))
+        return view is not None and view.has_after(seq - 1)
 
     async def head(self, log: str) -> int:
         view = await self._view(self._names.log(log), create=False)
