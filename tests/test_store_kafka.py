@@ -388,3 +388,23 @@ async def test_routing_its_own_appends_asks_kafka_for_no_log_end(handles: MakeHa
         cursor = entries[-1].seq
     assert asked == []
     assert len(await claim_n(a, "ns/a", 5)) == 5
+
+
+async def test_a_dead_handles_claims_are_told_to_the_next_owners_watch(handles: MakeHandles) -> None:
+    # Why the dispatcher need not poll hibernating workers on Kafka (factory.needs_polling):
+    # the next owner's fetch loop reads the partition and tells of what it holds.
+    a, b = await handles(2)
+    told: set[str] = set()
+    b.watch(told.update)
+    seqs = await fill_keyless(a, 3)
+    await a.route(LOG, seqs[-1], [(s, "ns/a") for s in seqs], ordered=["ns/a"])  # one partition
+    assert sorted(await _claim_some(a, "ns/a", 3)) == seqs
+    await b.claim("ns/a", 10)  # subscribed once, then never asks again
+    told.clear()
+    await a.abandon()
+
+    async def heard() -> bool:
+        return "ns/a" in told
+
+    await eventually(heard, deadline=30)
+    assert [d.seq for d in await claim_n(b, "ns/a", 3)] == seqs

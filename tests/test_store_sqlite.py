@@ -15,7 +15,7 @@ import pytest
 
 from broker.errors import StoreFull, StoreUnavailable
 from broker.event import Event
-from broker.store.factory import open_store
+from broker.store.factory import is_shared, needs_polling, open_store
 from broker.store.memory import MemoryStore
 from broker.store.sqlite import SqliteStore
 from tests.store_contract import LOG, event
@@ -231,6 +231,21 @@ def test_store_urls(tmp_path: Path, url: str | None, path: str | None) -> None:
 def test_unsupported_store_url(tmp_path: Path, url: str) -> None:
     with pytest.raises(ValueError, match="memory://"):
         open_store(url, data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("url", "shared", "polled"),
+    [
+        ("", False, False),
+        (None, False, False),
+        ("sqlite:///tmp/x.db", False, False),
+        ("memory://", False, False),
+        ("nats://127.0.0.1:4222", True, True),
+        ("kafka://127.0.0.1:9092", True, False),  # its watch tells of everything (test_store_kafka)
+    ],
+)
+def test_which_stores_are_shared_and_polled(url: str | None, shared: bool, polled: bool) -> None:
+    assert (is_shared(url), needs_polling(url)) == (shared, polled)
 
 
 async def test_default_store_creates_its_directory(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from broker.delivery.http_sender import HttpSender
 from broker.errors import StoreError
 from broker.ingest import Ingest
 from broker.ingress import IngressApp
-from broker.store.factory import is_shared, open_store
+from broker.store.factory import is_shared, needs_polling, open_store
 from sources.webhooks import WebhookRouter
 from weir.admin import create_admin
 from weir.app import WeirApp
@@ -140,7 +140,8 @@ async def run(config: RunConfig) -> int:
         sender=sender,
         ingest=ingest,
         config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age,
-                                poll_idle=shared, empty_pause=EMPTY_PAUSE if shared else 0.0),
+                                poll_idle=needs_polling(config.store),
+                                empty_pause=EMPTY_PAUSE if shared else 0.0),
     )
     webhooks = WebhookRouter()
     source_plane = SourcePlane(
