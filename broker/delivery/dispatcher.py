@@ -67,9 +67,11 @@ class DispatcherConfig:
     but recorded as a dead letter with reason ``"expired"``; ``None`` keeps trying forever."""
     poll_idle: bool = True
     """Poll hibernating workers (a sweep at most :data:`SWEEP_RATE` per second). Needed when
-    other processes share the store: deliveries they route, and claims that expire there, are
-    announced to no worker here. A store only this process uses announces every new delivery,
-    so there the sweep would only cost CPU (a few percent per event with 1,000 idle Triggers)."""
+    other processes share the store and its ``watch`` does not tell of everything: deliveries
+    they route, and claims that expire there, are then announced to no worker here
+    (:func:`broker.store.factory.needs_polling`: NATS, not Kafka). A store only this process
+    uses announces every new delivery, so there the sweep would only cost CPU (a few percent
+    per event with 1,000 idle Triggers)."""
     empty_pause: float = 0.0
     """Seconds between cursor moves of a Broker without subscriptions (its events go nowhere);
     0 moves it as events arrive. Where a move is a round trip to a shared store (a fetch, a read
