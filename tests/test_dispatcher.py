@@ -576,7 +576,7 @@ async def test_subscriptions_start_dormant_where_nothing_is_pending(sink: Record
     # A store only this process uses, holding nothing pending: no worker exists until the
     # router announces a delivery, and the counters still list every subscription.
     hit, idle = name("woken"), name("dormant")
-    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False, start_dormant=True)
     plans = broker({"order.created": [hit]}, sub(hit, sink.url_for("/hit")), sub(idle, sink.url_for("/idle")))
     async with mesh(plans, config=config) as m:
         assert m.dispatcher._workers == {}
@@ -596,6 +596,20 @@ async def test_subscriptions_start_dormant_where_nothing_is_pending(sink: Record
     assert len(sink.requests("/idle")) == 0
 
 
+async def test_no_sweep_still_starts_every_worker_on_a_shared_store(sink: RecordingSink) -> None:
+    # Kafka: no sweep, but every subscription makes its first claim, so that the store follows
+    # it and its watch can tell of deliveries other processes route.
+    hit, idle = name("claimed"), name("claimed-idle")
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    plans = broker({"order.created": [hit]}, sub(hit, sink.url_for("/hit")), sub(idle, sink.url_for("/idle")))
+    async with mesh(plans, config=config) as m:
+        assert m.dispatcher._sweeper is None
+        await eventually(lambda: set(m.dispatcher._workers) == {hit, idle}, what="both workers")
+        await asyncio.gather(*(w.first_claim() for w in m.dispatcher._workers.values()))
+        await m.send(event())
+        await m.until(hit, "delivered", 1)
+
+
 async def test_pending_deliveries_start_workers_even_without_polling(sink: RecordingSink) -> None:
     # Something pending at the start: every subscription gets its worker and first claim.
     store = MemoryStore()
@@ -604,7 +618,7 @@ async def test_pending_deliveries_start_workers_even_without_polling(sink: Recor
     await store.append("earlier/log", [event()])
     (entry,) = await store.read("earlier/log", 0, 10)
     await store.route("earlier/log", entry.seq, [(entry.seq, t)])
-    config = DispatcherConfig(default_timeout=5.0, poll_idle=False)
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False, start_dormant=True)
     async with mesh(broker({}, sub(t, sink.url_for("/resumed"))), config=config, store=store) as m:
         await m.until(t, "delivered", 1)
         await m.settled()
@@ -639,7 +653,8 @@ async def test_plans_are_read_only_where_a_worker_uses_them(
     hit, idle = name("read"), name("unread")
     subs = BuiltOnRead(sub(hit, sink.url_for("/hit")), sub(idle, sink.url_for("/idle")))
     plans = {LOG: BrokerPlan(log=LOG, matcher=TypeMatcher({"order.created": [hit]}), subscriptions=subs)}
-    async with mesh(plans, config=DispatcherConfig(default_timeout=5.0, poll_idle=False)) as m:
+    config = DispatcherConfig(default_timeout=5.0, poll_idle=False, start_dormant=True)
+    async with mesh(plans, config=config) as m:
         assert subs.reads == {}  # both dormant
         await m.send(event())
         await m.until(hit, "delivered", 1)

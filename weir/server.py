@@ -140,7 +140,7 @@ async def run(config: RunConfig) -> int:
         sender=sender,
         ingest=ingest,
         config=DispatcherConfig(default_timeout=config.delivery_timeout, max_event_age=config.max_event_age,
-                                poll_idle=needs_polling(config.store),
+                                poll_idle=needs_polling(config.store), start_dormant=not shared,
                                 empty_pause=EMPTY_PAUSE if shared else 0.0),
     )
     webhooks = WebhookRouter()

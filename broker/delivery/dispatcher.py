@@ -9,7 +9,7 @@ in-flight limit and retry schedule, so a slow or failing subscriber never delays
 The dispatcher owns its routers and workers only; the store, sender and ingest are the
 caller's to open and close.
 
-On a store only this process uses (``poll_idle`` off), subscriptions applied while the store
+On a store only this process uses (``start_dormant`` on), subscriptions applied while the store
 holds no pending delivery at all start *dormant*: no worker exists until the router first
 announces a delivery for them. Such a worker's first claim could find nothing, and every later
 delivery is announced, so this changes nothing but memory: most Triggers of a large set never
@@ -72,6 +72,10 @@ class DispatcherConfig:
     (:func:`broker.store.factory.needs_polling`: NATS, not Kafka). A store only this process
     uses announces every new delivery, so there the sweep would only cost CPU (a few percent
     per event with 1,000 idle Triggers)."""
+    start_dormant: bool = False
+    """Let subscriptions start dormant while the store holds nothing pending (see the module
+    docstring): only for a store this process alone uses. On a shared one another process may
+    route, and a store may tell ``watch`` only of subscriptions claimed on this handle."""
     empty_pause: float = 0.0
     """Seconds between cursor moves of a Broker without subscriptions (its events go nowhere);
     0 moves it as events arrive. Where a move is a round trip to a shared store (a fetch, a read
@@ -223,7 +227,7 @@ class Dispatcher:
 
     async def _nothing_pending(self) -> bool:
         """Whether new subscriptions may start dormant (see the module docstring)."""
-        if self._config.poll_idle:
+        if not self._config.start_dormant:
             return False  # other processes route too, and announce nothing here
         try:
             return (await self._store.stats()).pending == 0
