@@ -53,7 +53,8 @@ Layout (topics are created explicitly, see :mod:`broker.store.kafka_topics`):
   (duplicates, at least once); a replay of a completed route is ignored (the cursor is past
   it), and a handle skips a second copy of a delivery it already buffers.
 * Claims: the group ``<prefix>-dispatchers`` (:mod:`broker.store.kafka_claims`): partition
-  ownership decides who claims what; finishing commits offsets.
+  ownership decides who claims what; finishing commits offsets, at most every
+  ``commit_interval`` seconds (:mod:`broker.store.kafka_pace`).
 * ``<prefix>.dead``, one partition: dead letters as JSON keyed by log name, oldest first.
   Writing one and finishing its delivery are two steps (no transaction): a crash between them
   delivers it again and may record it twice.
