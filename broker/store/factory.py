@@ -28,11 +28,11 @@ from broker.store.sqlite import SqliteStore
 SUPPORTED = ("memory://, sqlite:///<absolute path>, sqlite://<relative path>, nats://host:port, "
              "kafka://host:port, or empty for <data_dir>/weir.db")
 SHARED_SCHEMES = frozenset({"nats", "kafka"})
+"""Schemes of stores that several Weir processes can share (``--role`` other than ``all``)."""
 ANNOUNCING_SCHEMES = frozenset({"kafka"})
 """Shared stores whose ``watch`` hears of every delivery that becomes claimable on the handle,
 once a subscription has claimed there: a handle's fetch loop reads every partition it owns,
 including those it takes over from a dead handle, and tells of what it fetched."""
-"""Schemes of stores that several Weir processes can share (``--role`` other than ``all``)."""
 DEFAULT_FILE = "weir.db"
 
 
@@ -71,12 +71,15 @@ def open_store(
 
 def is_shared(url: str | None) -> bool:
     """Whether ``url`` names a store several Weir processes can use at once."""
-    return bool(url) and str(url).partition("://")[0] in SHARED_SCHEMES
+    return _scheme(url) in SHARED_SCHEMES
 
 
 def needs_polling(url: str | None) -> bool:
     """Whether hibernating workers on the store ``url`` names must be polled: it is shared and
     its ``watch`` does not tell of every delivery that becomes claimable here (on NATS it
     hears of routes through notices, not of a dead handle's claims expiring back)."""
-    scheme = str(url).partition("://")[0] if url else ""
-    return scheme in SHARED_SCHEMES and scheme not in ANNOUNCING_SCHEMES
+    return is_shared(url) and _scheme(url) not in ANNOUNCING_SCHEMES
+
+
+def _scheme(url: str | None) -> str:
+    return str(url).partition("://")[0] if url else ""

@@ -139,6 +139,7 @@ class Claims:
         await self._pacer.commit()
 
     async def _commit(self) -> None:
+        """Commit the finished offsets now, as this handle's group member."""
         await self._offsets.commit(self._member.consumer)
 
     async def forget(self, subscription: str) -> None:
@@ -185,7 +186,7 @@ class Claims:
             await hand_back(self._offsets, self._subs, producer, timeout=self._config.timeout)
         if leave:
             try:
-                await self._offsets.commit(self._member.consumer)
+                await self._commit()
             except StoreUnavailable as exc:
                 log.warning("finished deliveries not committed at close (delivered again): %s", exc)
         self._subs.clear()
@@ -248,12 +249,13 @@ class Claims:
                 if woke:
                     for notify in self._watchers:
                         notify(woke)
-                if self._pacer.paced and self._offsets.dirty:
+                if self._offsets.dirty:
                     # Records skipped or found twice by the fetch: their offsets wait for the
                     # paced commit too, or every fetch would make a commit of its own.
-                    self._pacer.soon()
-                elif not self._pacer.paced:
-                    self._offsets.commit_soon(member)
+                    if self._pacer.paced:
+                        self._pacer.soon()
+                    else:
+                        self._offsets.commit_soon(member)
                 await self._reader.check(member)
             except asyncio.CancelledError:
                 raise
@@ -284,7 +286,7 @@ class Claims:
 
     async def revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
-            await self._offsets.commit(self._member.consumer)
+            await self._commit()
         except StoreUnavailable as exc:
             log.warning("finished deliveries not committed before a rebalance: %s", exc)
         self._owned.difference_update(revoked)
