@@ -50,6 +50,9 @@ class Profile:
     fanout_budget: float
     fanout_offered: float
     """Deliveries/s offered by the S3 all-match saturation step (above the 6,000 target)."""
+    nonmatching_rounds: int
+    """S3: rounds of the pair (1 Trigger; the most Triggers, 1 matching) whose median ratio of CPU
+    per event is the cost of the Triggers that do not match."""
     trigger_counts: tuple[int, ...]
     idle_seconds: float
     """S4: seconds without events over which idle CPU is read; longer than any periodic work in
@@ -85,6 +88,7 @@ FULL = Profile(
     fanout_rate=500.0,
     fanout_budget=2000.0,
     fanout_offered=8000.0,
+    nonmatching_rounds=5,
     trigger_counts=(0, 1000, 10000),
     idle_seconds=10.0,
     retry_rate=60.0,
@@ -113,6 +117,7 @@ QUICK = Profile(
     fanout_rate=500.0,
     fanout_budget=2000.0,
     fanout_offered=8000.0,
+    nonmatching_rounds=2,
     trigger_counts=(0, 500),
     idle_seconds=1.0,
     retry_rate=50.0,
