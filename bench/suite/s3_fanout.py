@@ -171,9 +171,7 @@ async def run(ctx: Ctx) -> Outcome:
         out.records.extend(r for pair in more for r in pair)
     cpu = [(get(x, "sut_cpu_us_per_event"), get(y, "sut_cpu_us_per_event")) for x, y in pairs]
     per_round = [y / x for x, y in cpu if x and y is not None] if n_max > 1 else []
-    a = get(alone, "sut_cpu_us_per_event")
-    if per_round:
-        a = statistics.median(x for x, _ in cpu if x)
+    a = statistics.median(x for x, _ in cpu if x) if per_round else get(alone, "sut_cpu_us_per_event")
     median = statistics.median(per_round) if per_round else None
     added = (median - 1) * 100 if median is not None else None
     per_trigger = a * (median - 1) / (n_max - 1) if a is not None and median is not None else None

@@ -142,17 +142,16 @@ async def run(ctx: Ctx) -> Outcome:
     s1_near = min(s1, key=lambda r: abs(r["offered"] - rate)) if s1 else None
     s1_p99 = get(s1_near, "p99")
     rn = relay_name(ctx)
+    control_p99, bare_p99 = (statistics.median(r["p99"] for r in rs) for rs in (controls, bare))
     out.baselines = {
-        f"control (10 healthy Triggers) healthy p99 at {rate:,.0f} ev/s, median of rounds (ms)":
-            statistics.median(r["p99"] for r in controls),
-        f"{rn} fanning out to 10 sink paths at {rate:,.0f} ev/s, p99, median of rounds (ms)":
-            statistics.median(r["p99"] for r in bare),
+        f"control (10 healthy Triggers) healthy p99 at {rate:,.0f} ev/s, median of rounds (ms)": control_p99,
+        f"{rn} fanning out to 10 sink paths at {rate:,.0f} ev/s, p99, median of rounds (ms)": bare_p99,
         "S1 p99 at the nearest rate (ms)": s1_p99 or "S1 not run",
     }
     for variant in p.retry_variants:
         _judge(out, rounds[variant], controls, s1_p99)
-    out.ratios["healthy p99, control / S1"] = ratio(statistics.median(r["p99"] for r in controls), s1_p99)
-    out.ratios[f"p99, {rn} fan-out 10 / S1"] = ratio(statistics.median(r["p99"] for r in bare), s1_p99)
+    out.ratios["healthy p99, control / S1"] = ratio(control_p99, s1_p99)
+    out.ratios[f"p99, {rn} fan-out 10 / S1"] = ratio(bare_p99, s1_p99)
     out.records = [r for k in range(p.retry_rounds) for v in rounds for r in rounds[v][k : k + 1]]
     kept = ("round", "p50", "p99", "p99_vs_control", "loss", "dup", "rss_mb", "retry")
     out.summary = {v: [{k: r.get(k) for k in kept} for r in rounds[v]] for v in rounds}
