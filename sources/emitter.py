@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from broker.bindings.json_format import to_json
 from broker.bindings.validate import check_name
-from broker.delivery.attempts import classify, deliver_with_retries
+from broker.delivery.attempts import deliver_with_retries, raise_for
 from broker.delivery.deadletter import error_extensions
-from broker.delivery.sender import Response, Sender
+from broker.delivery.sender import Sender
 from broker.delivery.spec import DeliverySpec
 from broker.errors import DeliveryError, InvalidEvent
 from broker.event import Event
@@ -101,19 +101,16 @@ class SinkEmitter:
         """Deliver ``event`` with the overrides applied; see the class docstring."""
         if self._overrides:
             event = event.with_attributes(self._overrides)
-        try:
-            await self._post(self._url, event)
+        failure = await self._post(self._url, event)
+        if failure is None:
             return True
-        except DeliveryError as error:
-            log.warning("source event %s (%s) not accepted by %s: %s", event.id, event.type, self._url, error)
-            failure = error
+        log.warning("source event %s (%s) not accepted by %s: %s", event.id, event.type, self._url, failure)
         sink = self._delivery.dead_letter_sink
         if sink is not None:
-            try:
-                await self._post(sink, event.with_attributes(error_extensions(self._url, failure)))
+            error = await self._post(sink, event.with_attributes(error_extensions(self._url, failure)))
+            if error is None:
                 return False
-            except DeliveryError as error:
-                log.warning("dead-letter sink %s refused source event %s: %s", sink, event.id, error)
+            log.warning("dead-letter sink %s refused source event %s: %s", sink, event.id, error)
         try:
             await self._fallback(event, failure)
         except Exception:
@@ -123,21 +120,18 @@ class SinkEmitter:
             )
         return False
 
-    async def _post(self, url: str, event: Event) -> None:
-        """Deliver to ``url`` with retries; raise the last :class:`DeliveryError` on failure."""
+    async def _post(self, url: str, event: Event) -> DeliveryError | None:
+        """Deliver to ``url`` with retries; ``None`` once accepted, else the last error."""
         spec = self._delivery
 
-        async def attempt(n: int) -> Response:
+        async def attempt(n: int) -> None:
             response = await self._sender.send(url, event, structured=spec.structured, timeout=spec.timeout)
-            error = classify(url, response)
-            if error is not None:
-                raise error
-            return response
+            raise_for(url, response)
 
         def on_retry(error: DeliveryError, wait: float) -> None:
             log.debug("retrying source event %s to %s in %.3f s: %s", event.id, url, wait, error)
 
-        await deliver_with_retries(attempt, spec, on_retry=on_retry)
+        return await deliver_with_retries(attempt, spec, on_retry=on_retry)
 
 
 def log_fallback(logger: logging.Logger = log) -> Fallback:

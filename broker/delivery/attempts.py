@@ -32,7 +32,7 @@ from broker.delivery.sender import Response
 from broker.delivery.spec import DeliverySpec
 from broker.errors import BadResponse, DeliveryError, RetriableResponse
 
-T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 RETRIABLE_4XX = frozenset({404, 408, 409, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -93,9 +93,22 @@ def classify(url: str, response: Response, now: float | None = None) -> Delivery
     Retriable statuses give :class:`RetriableResponse` (with ``retry_after`` parsed on 429/503),
     the rest :class:`BadResponse`. The message reads ``"HTTP <status> from <url>"``.
     """
+    return None if 200 <= response.status < 300 else _error(url, response, now)
+
+
+def raise_for(url: str, response: Response, now: float | None = None) -> None:
+    """Raise what :func:`classify` finds in ``response``; return on a 2xx.
+
+    For attempt functions: the error is raised without being bound to a name, because a frame
+    that holds the exception it raised forms a cycle (exception, traceback, frame) that only the
+    cycle collector frees.
+    """
+    if not 200 <= response.status < 300:
+        raise _error(url, response, now)
+
+
+def _error(url: str, response: Response, now: float | None) -> DeliveryError:
     status = response.status
-    if 200 <= status < 300:
-        return None
     message = f"HTTP {status} from {url}"
     if not is_retriable(status):
         return BadResponse(message, status=status, body=response.body)
@@ -106,47 +119,64 @@ def classify(url: str, response: Response, now: float | None = None) -> Delivery
     return RetriableResponse(message, status=status, body=response.body, retry_after=retry_after)
 
 
+def untraced(error: E) -> E:
+    """``error`` without its traceback and chained errors, kept as a plain value once caught.
+
+    The traceback holds the frames the error passed through, and those frames often hold the
+    error, or an error chained to it (tenacity keeps each attempt's outcome; an attempt that
+    fails while the first failure is being handled chains to it): cycles that only the cycle
+    collector frees. With a sink failing every attempt, the collector's passes took 5-7 ms of
+    the event loop every few seconds, a pause the healthy Triggers' deliveries waited out
+    (bench/RESULTS.md, S5).
+    """
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
 def _should_retry(error: BaseException) -> bool:
     return isinstance(error, DeliveryError) and error.retriable
 
 
 async def deliver_with_retries(
-    attempt: Callable[[int], Awaitable[T]],
+    attempt: Callable[[int], Awaitable[object]],
     spec: DeliverySpec,
     *,
     on_retry: Callable[[DeliveryError, float], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
+) -> DeliveryError | None:
     """Run ``attempt(n)`` (n = 1, 2, ...) until it returns, at most ``spec.retry + 1`` times.
 
     ``attempt`` signals failure by raising :class:`~broker.errors.DeliveryError`; only errors
-    with ``retriable`` set are tried again, after :func:`wait_before` seconds. When attempts run
-    out, or on a non-retriable error, the last error is raised unchanged. Any other exception
-    propagates at once. ``on_retry(error, wait)`` is called before each wait.
+    with ``retriable`` set are tried again, after :func:`wait_before` seconds. Returns ``None``
+    once an attempt returned, else the last error (:func:`untraced`) when attempts ran out or
+    an error was not retriable. Any other exception propagates at once. ``on_retry(error,
+    wait)`` is called before each wait.
     """
     # Most deliveries succeed first time; building a tenacity retrier costs more than the
     # attempt's own bookkeeping, so the retry machinery is entered only once a retry is due.
     try:
-        return await attempt(1)
+        await attempt(1)
     except DeliveryError as error:
         return await retry_after(error, attempt, spec, on_retry=on_retry, sleep=sleep)
+    return None
 
 
 async def retry_after(
     first: DeliveryError,
-    attempt: Callable[[int], Awaitable[T]],
+    attempt: Callable[[int], Awaitable[object]],
     spec: DeliverySpec,
     *,
     on_retry: Callable[[DeliveryError, float], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
-    """:func:`deliver_with_retries` once attempt 1 has failed with ``first``: raises ``first``
+) -> DeliveryError | None:
+    """:func:`deliver_with_retries` once attempt 1 has failed with ``first``: returns ``first``
     when it is final, else runs ``attempt(2)``, ``attempt(3)``, ... as that function does.
 
     For callers that make the first attempt themselves, on the path every delivery takes.
     """
+    first = untraced(first)  # later attempts fail while it is handled, and chain to it
     if not first.retriable or spec.retry <= 0:
-        raise first
+        return first
     pause = wait_before(spec, 1, first)
     if on_retry is not None:
         on_retry(first, pause)
@@ -154,7 +184,7 @@ async def retry_after(
 
     count = 1
 
-    async def once() -> T:
+    async def once() -> object:
         nonlocal count
         count += 1
         return await attempt(count)
@@ -177,4 +207,12 @@ async def retry_after(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(once)
+    try:
+        await retrying(once)
+    except DeliveryError as error:
+        return untraced(error)
+    finally:
+        # tenacity keeps the last call's actions, which refer back to the retrier: a cycle per
+        # delivery that would otherwise wait for the collector (see untraced).
+        retrying.iter_state.reset()
+    return None

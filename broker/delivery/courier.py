@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from broker.bindings.http import decode, has_event
-from broker.delivery.attempts import classify, retry_after
+from broker.delivery.attempts import raise_for, retry_after
 from broker.delivery.deadletter import DeadLetterHandler, Failure
 from broker.delivery.metrics import SubscriptionStats
 from broker.delivery.sender import Response, Sender
@@ -118,9 +118,7 @@ class Courier:
                 timeout=self._default_timeout if spec.timeout is None else spec.timeout,
                 headers={"Prefer": "reply", "Kn-Namespace": plan.namespace},
             )
-            error = classify(url, response)
-            if error is not None:
-                raise error
+            raise_for(url, response)
             if response.status == 200 and has_event(response.headers):
                 await self._accept_reply(delivery, stored, url, response)
 
@@ -130,17 +128,16 @@ class Courier:
 
         schedule = self._plan().delivery
         try:
-            try:
-                await attempt(1)  # directly: one coroutine frame less on every delivery
-            except DeliveryError as first:
-                await retry_after(first, attempt, schedule, on_retry=on_retry)
-        except DeliveryError as exc:
-            failure = Failure(url=url, error=exc, attempts=attempts)
-            outcome = await self._dead_letters.give_up(
-                delivery, event, failure, spec=self._plan().delivery, stats=self._stats
-            )
-            self._stats.outcome(outcome, _since(arrived))
-            return outcome == "dead_letter_sink"
+            await attempt(1)  # directly: one coroutine frame less on every delivery
+        except DeliveryError as first:
+            error = await retry_after(first, attempt, schedule, on_retry=on_retry)
+            if error is not None:
+                failure = Failure(url=url, error=error, attempts=attempts)
+                outcome = await self._dead_letters.give_up(
+                    delivery, event, failure, spec=self._plan().delivery, stats=self._stats
+                )
+                self._stats.outcome(outcome, _since(arrived))
+                return outcome == "dead_letter_sink"
         self._stats.outcome("delivered", _since(arrived))
         return True
 

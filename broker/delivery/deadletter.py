@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from broker.delivery.attempts import classify, deliver_with_retries
+from broker.delivery.attempts import deliver_with_retries, raise_for
 from broker.delivery.metrics import Outcome, SubscriptionStats
 from broker.delivery.sender import Sender
 from broker.delivery.spec import DeliverySpec
@@ -98,27 +98,24 @@ class DeadLetterHandler:
             sink_attempts = n
             stats.attempt()
             response = await self._sender.send(sink, letter, structured=spec.structured, timeout=timeout)
-            error = classify(sink, response)
-            if error is not None:
-                raise error
+            raise_for(sink, response)
 
         def on_retry(error: DeliveryError, wait: float) -> None:
             stats.retries += 1
 
-        try:
-            await deliver_with_retries(attempt, spec, on_retry=on_retry)
-        except DeliveryError as exc:
-            log.warning("dead-letter sink %s refused %s seq %d: %s", sink, delivery.subscription,
-                        delivery.seq, exc)
-            await self.record(
-                delivery,
-                event,
-                reason=f"{failure.error}; dead-letter sink failed: {exc}",
-                attempts=failure.attempts + sink_attempts,
-                status=failure.error.status,
-            )
-            return "dead_letter_record"
-        return "dead_letter_sink"
+        error = await deliver_with_retries(attempt, spec, on_retry=on_retry)
+        if error is None:
+            return "dead_letter_sink"
+        log.warning("dead-letter sink %s refused %s seq %d: %s", sink, delivery.subscription,
+                    delivery.seq, error)
+        await self.record(
+            delivery,
+            event,
+            reason=f"{failure.error}; dead-letter sink failed: {error}",
+            attempts=failure.attempts + sink_attempts,
+            status=failure.error.status,
+        )
+        return "dead_letter_record"
 
     async def record(
         self, delivery: Delivery, event: Event, *, reason: str, attempts: int, status: int | None
