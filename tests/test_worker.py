@@ -6,6 +6,7 @@ real :class:`Courier` over a real :class:`HttpSender`; it only counts how often 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -161,3 +162,72 @@ async def test_dispatcher_reports_zeros_for_an_idle_subscription(
         assert dispatcher.stats() == {idle: ZEROS}
     finally:
         await dispatcher.stop(grace=0.0)
+
+
+
+class HeldFinish(MemoryStore):
+    """A memory store whose outcome writes wait until :attr:`gate` opens; the first
+    ``failures`` of them then fail as an unreachable store's would."""
+
+    def __init__(self, *, failures: int = 0) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.failures = failures
+        self.writes = 0
+
+    async def finish(self, subscription: str, seqs: Sequence[int]) -> None:
+        self.writes += 1
+        await self.gate.wait()
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("the store is away", retry_after=0.001)
+        await super().finish(subscription, seqs)
+
+
+async def none_pending(store: MemoryStore) -> bool:
+    return (await store.stats()).pending == 0
+
+
+@pytest.mark.parametrize("failures", [0, 3])
+async def test_the_next_delivery_does_not_wait_for_the_last_outcome_to_be_written(
+    sender: HttpSender, failures: int
+) -> None:
+    held = HeldFinish(failures=failures)
+    await held.open()
+    t = name("held")
+    async with RecordingSink() as sink:
+        worker = Worker(plan=plan(t, sink.url_for("/")), store=held, batch=16, courier=Factory(held, sender))
+        worker.start()
+        await worker.first_claim()
+        await route(held, t)
+        worker.notify()
+        await eventually(lambda: held.writes == 1, what="the first outcome being written")
+        await route(held, t)
+        worker.notify()
+        await eventually(lambda: len(sink.requests("/")) == 2, what="the second delivery, the first held")
+        assert (await held.stats()).pending == 2
+        held.gate.set()
+        # A failed write is tried again: the outcomes are kept, not delivered again.
+        await eventually(lambda: none_pending(held), what="both outcomes written")
+        await worker.stop(0.0)
+    assert len(sink.requests("/")) == 2
+    assert held.writes >= failures + 1
+
+
+async def test_stop_waits_for_the_outcomes_being_written(sender: HttpSender) -> None:
+    held = HeldFinish()
+    await held.open()
+    t = name("stopping")
+    async with RecordingSink() as sink:
+        worker = Worker(plan=plan(t, sink.url_for("/")), store=held, batch=16, courier=Factory(held, sender))
+        worker.start()
+        await worker.first_claim()
+        await route(held, t)
+        worker.notify()
+        await eventually(lambda: held.writes == 1, what="the outcome being written")
+        stopping = asyncio.create_task(worker.stop(0.0))
+        await asyncio.sleep(0)
+        assert not stopping.done()
+        held.gate.set()
+        await stopping
+    assert await none_pending(held)  # written, not released for another delivery

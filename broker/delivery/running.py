@@ -37,6 +37,8 @@ class Running:
     tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     done: list[int] = field(default_factory=list)
     loop: asyncio.Task[None] | None = None
+    flushing: asyncio.Task[None] | None = None
+    """Writing finished outcomes back, beside the loop (one write at a time)."""
     waiter: asyncio.Future[None] | None = None
     worked: bool = False
     """Whether this run claimed anything (one that found nothing hibernates at once)."""
