@@ -188,21 +188,27 @@ async def none_pending(store: MemoryStore) -> bool:
     return (await store.stats()).pending == 0
 
 
+async def delivered_once(held: HeldFinish, sink: RecordingSink, sender: HttpSender) -> Worker:
+    """A started worker that delivered one event and is writing its outcome back (held)."""
+    t = name("held")
+    worker = Worker(plan=plan(t, sink.url_for("/")), store=held, batch=16, courier=Factory(held, sender))
+    worker.start()
+    await worker.first_claim()
+    await route(held, t)
+    worker.notify()
+    await eventually(lambda: held.writes == 1, what="the first outcome being written")
+    return worker
+
+
 @pytest.mark.parametrize("failures", [0, 3])
 async def test_the_next_delivery_does_not_wait_for_the_last_outcome_to_be_written(
     sender: HttpSender, failures: int
 ) -> None:
     held = HeldFinish(failures=failures)
     await held.open()
-    t = name("held")
     async with RecordingSink() as sink:
-        worker = Worker(plan=plan(t, sink.url_for("/")), store=held, batch=16, courier=Factory(held, sender))
-        worker.start()
-        await worker.first_claim()
-        await route(held, t)
-        worker.notify()
-        await eventually(lambda: held.writes == 1, what="the first outcome being written")
-        await route(held, t)
+        worker = await delivered_once(held, sink, sender)
+        await route(held, worker.plan.name)
         worker.notify()
         await eventually(lambda: len(sink.requests("/")) == 2, what="the second delivery, the first held")
         assert (await held.stats()).pending == 2
@@ -217,14 +223,8 @@ async def test_the_next_delivery_does_not_wait_for_the_last_outcome_to_be_writte
 async def test_stop_waits_for_the_outcomes_being_written(sender: HttpSender) -> None:
     held = HeldFinish()
     await held.open()
-    t = name("stopping")
     async with RecordingSink() as sink:
-        worker = Worker(plan=plan(t, sink.url_for("/")), store=held, batch=16, courier=Factory(held, sender))
-        worker.start()
-        await worker.first_claim()
-        await route(held, t)
-        worker.notify()
-        await eventually(lambda: held.writes == 1, what="the outcome being written")
+        worker = await delivered_once(held, sink, sender)
         stopping = asyncio.create_task(worker.stop(0.0))
         await asyncio.sleep(0)
         assert not stopping.done()
