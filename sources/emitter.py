@@ -7,7 +7,7 @@ Per event, :class:`SinkEmitter`:
 2. POSTs it to the sink with the kernel's :class:`~broker.delivery.sender.Sender`, binary mode
    (structured when ``delivery.structured``), each attempt bounded by ``delivery.timeout``;
 3. classifies the response as the Broker's dispatcher does
-   (:func:`broker.delivery.attempts.classify`): any 2xx accepts the event (a reply body is
+   (:func:`broker.delivery.attempts.raise_for`): any 2xx accepts the event (a reply body is
    ignored: sources do not take replies); 5xx, 404, 408, 409, 429 and transport errors are
    retried per ``delivery``; any other status is final at once;
 4. when the sink never accepted it: posts it, with Knative's ``knativeerror*`` extensions, to

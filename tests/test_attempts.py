@@ -8,10 +8,10 @@ import pytest
 
 from broker.delivery.attempts import (
     backoff,
-    classify,
     deliver_with_retries,
     is_retriable,
     parse_retry_after,
+    raise_for,
     wait_before,
 )
 from broker.delivery.sender import Response
@@ -129,15 +129,17 @@ def test_wait_before(
         (429, {"retry-after": "garbage"}, RetriableResponse, None),
     ],
 )
-def test_classify(
+def test_raise_for(
     status: int, headers: dict[str, str], kind: type[DeliveryError] | None, retry_after: float | None
 ) -> None:
-    error = classify("http://svc/", Response(status=status, headers=headers, body=b"oops"), now=NOW)
+    response = Response(status=status, headers=headers, body=b"oops")
     if kind is None:
-        assert error is None
+        assert raise_for("http://svc/", response, now=NOW) is None  # type: ignore[func-returns-value]
         return
+    with pytest.raises(DeliveryError) as raised:
+        raise_for("http://svc/", response, now=NOW)
+    error = raised.value
     assert type(error) is kind
-    assert error is not None
     assert error.status == status
     assert error.body == b"oops"
     assert error.retry_after == retry_after

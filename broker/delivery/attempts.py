@@ -87,18 +87,11 @@ def wait_before(spec: DeliverySpec, k: int, error: BaseException | None) -> floa
     return wait
 
 
-def classify(url: str, response: Response, now: float | None = None) -> DeliveryError | None:
-    """The error a response amounts to, or ``None`` for a 2xx.
-
-    Retriable statuses give :class:`RetriableResponse` (with ``retry_after`` parsed on 429/503),
-    the rest :class:`BadResponse`. The message reads ``"HTTP <status> from <url>"``.
-    """
-    return None if 200 <= response.status < 300 else _error(url, response, now)
-
-
 def raise_for(url: str, response: Response, now: float | None = None) -> None:
-    """Raise what :func:`classify` finds in ``response``; return on a 2xx.
+    """Return on a 2xx; otherwise raise the error the response amounts to.
 
+    Retriable statuses raise :class:`RetriableResponse` (with ``retry_after`` parsed on
+    429/503), the rest :class:`BadResponse`. The message reads ``"HTTP <status> from <url>"``.
     For attempt functions: the error is raised without being bound to a name, because a frame
     that holds the exception it raised forms a cycle (exception, traceback, frame) that only the
     cycle collector frees.
