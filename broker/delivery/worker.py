@@ -193,15 +193,8 @@ class Worker:
                 self._flush_soon(run)
                 await self._fetch(run)
                 self._mark_claimed()
-            except StoreError as exc:
-                log.log(logging.DEBUG if self._failing else logging.WARNING,
-                        "store error in worker %s: %s", self._plan.name, exc)
-                self._failing = True
-                await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
-                continue
-            except Exception:
-                log.exception("worker %s failed; retrying", self._plan.name)
-                await asyncio.sleep(STORE_PAUSE)
+            except Exception as exc:
+                await self._pause_after(exc)
                 continue
             if self._failing:
                 self._failing = False
@@ -232,6 +225,18 @@ class Worker:
             return self._signalled
         finally:
             run.waiter = None
+
+    async def _pause_after(self, exc: Exception) -> None:
+        """Log a failed store call (repeats of a store error at debug level) and wait before
+        the next one, so a persistent failure does not spin."""
+        if isinstance(exc, StoreError):
+            log.log(logging.DEBUG if self._failing else logging.WARNING,
+                    "store error in worker %s: %s", self._plan.name, exc)
+            self._failing = True
+            await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
+        else:
+            log.exception("worker %s failed; retrying", self._plan.name, exc_info=exc)
+            await asyncio.sleep(STORE_PAUSE)
 
     def _has_room(self, run: Running) -> bool:
         return len(run.ready) < self._plan.max_in_flight and self._room(run) > 0
@@ -314,14 +319,8 @@ class Worker:
     async def _flush_beside(self, run: Running) -> None:
         try:
             await self._flush(run)
-        except StoreError as exc:
-            log.log(logging.DEBUG if self._failing else logging.WARNING,
-                    "store error in worker %s: %s", self._plan.name, exc)
-            self._failing = True
-            await asyncio.sleep(min(exc.retry_after, STORE_PAUSE))
-        except Exception:
-            log.exception("worker %s could not write outcomes back; retrying", self._plan.name)
-            await asyncio.sleep(STORE_PAUSE)
+        except Exception as exc:
+            await self._pause_after(exc)
         finally:
             run.flushing = None
             if self._plan.ordered:
